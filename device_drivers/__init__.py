@@ -1,0 +1,1 @@
+"""Wire protocols of the devices a gateway reads: framing, checksums, decoding, command encoding."""

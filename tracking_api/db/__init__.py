@@ -1,0 +1,1 @@
+"""Schema, migrations and connections of the central database."""

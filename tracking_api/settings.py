@@ -1,0 +1,37 @@
+"""The one typed settings object of the central services (ingest, CRM link, API).
+
+Read from ``CARGOTRACE_*`` environment variables and an optional ``.env`` file.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CARGOTRACE_", env_file=".env", extra="ignore")
+
+    # Contract: a PostgreSQL URL and mqtt://user:pass@host:port. Unset means embedded services (`up`).
+    database_url: str | None = None
+    mqtt_url: str | None = None
+    data_dir: str = Field("var", description="where `up` keeps the embedded database and broker state")
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    ingest_client_id: str = "cargotrace-ingest"
+    ingest_batch_events: int = 2000
+    ingest_batch_seconds: float = 0.2
+    ingest_max_message_bytes: int = 1_048_576
+    ingest_shared_group: str = "ingest"
+
+    crm_poll_seconds: float = 1.0
+    geofence_default_radius_m: float = 300.0
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
