@@ -1,0 +1,165 @@
+"""The `cargotrace` command: one entry point for every process of the system."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+from tracking_api.settings import get_settings
+
+ROLES = ("customer", "dispatcher", "integration", "admin")
+
+
+def _database_url() -> str:
+    url = get_settings().database_url
+    if not url:
+        sys.exit("error: CARGOTRACE_DATABASE_URL is not set (a PostgreSQL URL)")
+    return url
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from tracking_api.up import up
+
+    return up(get_settings(), demo=args.demo)
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from gateway.runner import run
+
+    run(args.config)
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from tracking_api.ingest.worker import run
+
+    _database_url()
+    run(get_settings())
+    return 0
+
+
+def cmd_crm_run(args: argparse.Namespace) -> int:
+    from crm_link.worker import run
+
+    _database_url()
+    run(get_settings())
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from tracking_api.http.app import create_app
+
+    settings = get_settings()
+    _database_url()
+    host, port = args.host or settings.api_host, args.port or settings.api_port
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    return 0
+
+
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    from tracking_api.db.migrate import migrate
+
+    applied = migrate(_database_url())
+    print(f"applied: {', '.join(applied)}" if applied else "database is up to date")
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from tracking_api.keys import create_key
+
+    if (args.role == "customer") != bool(args.customer):
+        sys.exit("error: --customer ID is required for role customer and only for it")
+    with psycopg.connect(_database_url()) as conn:
+        key = create_key(conn, args.role, args.customer, label=args.label)
+    print(key)
+    print("Store this key now: it is shown only once.", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from tracking_api.keys import revoke_key
+
+    with psycopg.connect(_database_url()) as conn:
+        found = revoke_key(conn, args.prefix)
+    if not found:
+        sys.exit(f"error: no active key with prefix {args.prefix!r}")
+    print(f"revoked {args.prefix}")
+    return 0
+
+
+def cmd_config_validate(args: argparse.Namespace) -> int:
+    from firmware_configs import validate_file
+
+    errors = validate_file(args.file)
+    for error in errors:
+        print(error, file=sys.stderr)
+    if errors:
+        return 1
+    print(f"{args.file}: ok")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cargotrace", description="Cargo and truck tracking for a 3PL.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str,
+            into: argparse._SubParsersAction = sub) -> argparse.ArgumentParser:
+        p = into.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("up", cmd_up, "run the whole system in one process tree (embedded services when no URLs are set)")
+    p.add_argument("--demo", action="store_true",
+                   help="add simulated dock-door readers and a truck, sample customers and demand records")
+
+    p = add("gateway", cmd_gateway, "run an edge gateway from its profile")
+    p.add_argument("--config", required=True, metavar="FILE", help="gateway profile (YAML)")
+
+    add("ingest", cmd_ingest, "consume gateway messages from MQTT into the database")
+    api = add("api", cmd_api, "serve the tracking API and web pages")
+    api.add_argument("--host", help="bind address (default from settings)")
+    api.add_argument("--port", type=int, help="port (default from settings)")
+
+    crm = sub.add_parser("crm", help="the CRM link", description="the CRM link")
+    crm_sub = crm.add_subparsers(dest="crm_command", required=True, metavar="COMMAND")
+    add("run", cmd_crm_run, "correlate observations and fixes with demand records", crm_sub)
+
+    db = sub.add_parser("db", help="database administration", description="database administration")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    add("migrate", cmd_db_migrate, "apply pending schema migrations (idempotent)", db_sub)
+
+    keys = sub.add_parser("keys", help="API keys", description="API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
+    p = add("create", cmd_keys_create, "create an API key and print it once", keys_sub)
+    p.add_argument("--role", required=True, choices=ROLES)
+    p.add_argument("--customer", metavar="ID", help="the customer a customer key is bound to")
+    p.add_argument("--label", default="", help="a note for whom the key is")
+    p = add("revoke", cmd_keys_revoke, "revoke an API key by its public prefix", keys_sub)
+    p.add_argument("prefix")
+
+    config = sub.add_parser("config", help="device and site profiles", description="device and site profiles")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="COMMAND")
+    p = add("validate", cmd_config_validate, "validate a profile and report every error", config_sub)
+    p.add_argument("file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
