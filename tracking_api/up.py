@@ -1,0 +1,87 @@
+"""`cargotrace up`: the whole system in one process tree, for a laptop or a demo.
+
+Each service runs as its own child process (exactly as in production), supervised here: if one
+dies the others are stopped too, and Ctrl-C stops everything cleanly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from contextlib import ExitStack
+from pathlib import Path
+
+from tracking_api.db.migrate import migrate
+from tracking_api.embedded import embedded_broker, embedded_database, wait_for_port
+from tracking_api.settings import Settings
+
+
+class Supervisor:
+    """Starts child processes and stops them all together."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.stopping = threading.Event()
+
+    def start(self, name: str, *args: str) -> None:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        cmd = [sys.executable, "-m", "tracking_api.cli", *args]
+        self.children[name] = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def wait(self) -> str | None:
+        """Block until Ctrl-C/SIGTERM (None) or until a child exits (its name)."""
+        while not self.stopping.wait(0.5):
+            for name, proc in self.children.items():
+                if proc.poll() is not None:
+                    return name
+        return None
+
+    def stop(self) -> None:
+        for proc in self.children.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.children.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def up(settings: Settings, demo: bool = False) -> int:
+    data_dir = Path(settings.data_dir)
+    log_dir = data_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        database_url = settings.database_url or stack.enter_context(embedded_database(data_dir))
+        mqtt_url = settings.mqtt_url or stack.enter_context(embedded_broker(data_dir))
+        migrate(database_url)
+        env = {**os.environ, "CARGOTRACE_DATABASE_URL": database_url, "CARGOTRACE_MQTT_URL": mqtt_url}
+        if not settings.mqtt_url:
+            env["CARGOTRACE_INGEST_MQTT_V5"] = "false"  # amqtt speaks MQTT 3.1.1 only
+        supervisor = Supervisor(env, log_dir)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: supervisor.stopping.set())
+        try:
+            supervisor.start("ingest", "ingest")
+            supervisor.start("crm", "crm", "run")
+            supervisor.start("api", "api", "--host", settings.api_host, "--port", str(settings.api_port))
+            wait_for_port(settings.api_port)
+            base = f"http://{settings.api_host}:{settings.api_port}"
+            print(f"cargotrace is up: API {base}/docs  health {base}/healthz  logs {log_dir}/")
+            if demo:
+                from tracking_api.demo import start_demo
+
+                stack.enter_context(start_demo(database_url, mqtt_url, supervisor, base))
+            print("Ctrl-C stops everything.", flush=True)
+            failed = supervisor.wait()
+            if failed:
+                print(f"error: {failed} exited; see {log_dir}/{failed}.log", file=sys.stderr)
+                return 1
+            return 0
+        finally:
+            supervisor.stop()
