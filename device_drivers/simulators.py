@@ -1,0 +1,96 @@
+"""Simulated devices that write the real wire bytes: a Mercury reader module and a GPS receiver.
+
+Used by tests and by `cargotrace up --demo` on pseudo-terminals, where a real gateway reads them
+exactly as it reads hardware.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import operator
+import os
+import tty
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+from device_drivers.rfid import mercury_encoder as enc
+
+EARTH_RADIUS_M = 6_371_000.0
+
+
+def open_pty_pair() -> tuple[int, str]:
+    """(master fd the simulator writes to, path of the device a gateway opens)."""
+    master, slave = os.openpty()
+    tty.setraw(slave)  # no echo, no line discipline: bytes pass as they are
+    path = os.ttyname(slave)
+    os.close(slave)
+    return master, path
+
+
+def nmea(body: str) -> bytes:
+    """A sentence with its checksum: '$' body '*' hh CR LF."""
+    checksum = functools.reduce(operator.xor, body.encode(), 0)
+    return f"${body}*{checksum:02X}\r\n".encode()
+
+
+def _ddmm(value: float, positive: str, negative: str, degree_digits: int) -> tuple[str, str]:
+    hemisphere = positive if value >= 0 else negative
+    value = abs(value)
+    degrees = int(value)
+    minutes = (value - degrees) * 60
+    return f"{degrees:0{degree_digits}d}{minutes:07.4f}", hemisphere
+
+
+def fix_sentences(ts: datetime, lat: float, lon: float, speed_kmh: float, course_deg: float,
+                  sats: int = 9, hdop: float = 0.9, alt_m: float = 35.0) -> bytes:
+    """The RMC and GGA of one epoch, as a receiver prints them."""
+    hhmmss = ts.strftime("%H%M%S.") + f"{ts.microsecond // 10000:02d}"
+    la, ns = _ddmm(lat, "N", "S", 2)
+    lo, ew = _ddmm(lon, "E", "W", 3)
+    knots = speed_kmh / 1.852
+    rmc = f"GPRMC,{hhmmss},A,{la},{ns},{lo},{ew},{knots:.2f},{course_deg:.1f},{ts:%d%m%y},,,A"
+    gga = f"GPGGA,{hhmmss},{la},{ns},{lo},{ew},1,{sats:02d},{hdop:.1f},{alt_m:.1f},M,47.0,M,,"
+    return nmea(rmc) + nmea(gga)
+
+
+def _distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
+    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(h))
+
+
+def _bearing(a: tuple[float, float], b: tuple[float, float]) -> float:
+    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
+    y = math.sin(lon2 - lon1) * math.cos(lat2)
+    x = math.cos(lat1) * math.sin(lat2) - math.sin(lat1) * math.cos(lat2) * math.cos(lon2 - lon1)
+    return math.degrees(math.atan2(y, x)) % 360
+
+
+def drive(waypoints: list[tuple[float, float]], speed_kmh: float, start: datetime | None = None,
+          period_s: float = 1.0) -> Iterator[bytes]:
+    """One epoch of NMEA every `period_s` of receiver time while driving along the waypoints,
+    then one stationary epoch at the last point."""
+    ts = (start or datetime.now(UTC)).replace(microsecond=0)
+    step_m = speed_kmh / 3.6 * period_s
+    for a, b in itertools.pairwise(waypoints):
+        legs = max(1, math.ceil(_distance_m(a, b) / step_m))
+        course = _bearing(a, b)
+        for i in range(legs):
+            f = i / legs
+            yield fix_sentences(ts, a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f, speed_kmh, course)
+            ts += timedelta(seconds=period_s)
+    yield fix_sentences(ts, *waypoints[-1], 0.0, 0.0)
+
+
+def portal_passage(epcs: list[str], outer: int, inner: int, outward: bool, reads_per_side: int = 3,
+                   rssi_dbm: int = -55) -> bytes:
+    """Reader bytes of cases passing a portal door: each tag peaks first on the side it comes from."""
+    first, second = (inner, outer) if outward else (outer, inner)
+    frames = []
+    for epc in epcs:
+        for antenna in (first, second):
+            frames += [enc.tag_record_frame(epc, antenna, rssi_dbm + (4 if i == 1 else 0))
+                       for i in range(reads_per_side)]
+    return b"".join(frames)
