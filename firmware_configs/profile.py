@@ -1,0 +1,154 @@
+"""A gateway's profile: its identity and broker, its readers (antennas → read points) and its GPS."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from device_drivers.rfid import protocols
+
+# Conducted read power the supported modules may use per region (dBm). The M6e Nano and Micro top
+# out at 27-30 dBm; the regulatory EIRP limits (4 W in NA, 2 W ERP in EU) leave room for antenna gain.
+REGION_MAX_DBM = {"NA": 30.0, "EU": 30.0, "IN": 30.0, "JP": 30.0, "PRC": 30.0, "KR": 30.0, "AU": 30.0, "NZ": 30.0}
+MIN_DBM = 5.0
+ReadPoint = Field(pattern=r"^[A-Za-z0-9._-]{1,64}/[A-Za-z0-9._-]{1,64}$", description="site_id/door_id")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Smoothing(_Strict):
+    absent_s: float = Field(2.0, gt=0, description="a passage ends when the tag was not read for this long")
+    max_hold_s: float = Field(60.0, gt=0, description="a tag parked in the field is re-reported this often")
+    min_reads: int = Field(2, ge=1, description="fewer raw reads in a passage are stray reads")
+    min_rssi_dbm: float = Field(-80.0, le=0, description="a passage whose peak is weaker is a stray read")
+
+
+class GpsFilter(_Strict):
+    max_hdop: float = Field(5.0, gt=0)
+    max_speed_kmh: float = Field(250.0, gt=0, description="implied speed between fixes above this is a jump")
+    stationary_kmh: float = Field(3.0, ge=0)
+    stationary_period_s: float = Field(60.0, gt=0, description="at most one fix per period while stationary")
+    moving_period_s: float = Field(10.0, gt=0)
+    heading_change_deg: float = Field(15.0, gt=0)
+    distance_m: float = Field(100.0, gt=0)
+    gap_s: float = Field(10.0, gt=0, description="no fix for this long is reported as a receiver gap")
+
+
+class Gateway(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9-]{1,64}$")
+    broker: str = Field("mqtt://127.0.0.1:1883", pattern=r"^mqtts?://")
+    password_file: str | None = None
+    tls_ca_file: str | None = None
+    outbox: str = "var/outbox.sqlite"
+    outbox_max_events: int = Field(2_000_000, ge=1000)
+    batch_events: int = Field(500, ge=1, le=5000)
+    batch_bytes: int = Field(256_000, ge=1024, le=1_000_000)
+    smoothing: Smoothing = Smoothing()
+    gps_filter: GpsFilter = GpsFilter()
+
+
+class Antenna(_Strict):
+    port: int = Field(ge=1, le=16)
+    read_point: str = ReadPoint
+    side: Literal["outer", "inner"] | None = None
+    power_dbm: float = 27.0
+
+
+class Reader(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    protocol: str
+    port: str = Field(description="a device path or a pyserial URL (loop://, socket://host:port)")
+    baud: int = 115200
+    region: str = "EU"
+    antennas: list[Antenna] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> Reader:
+        if self.protocol not in protocols():
+            raise ValueError(f"protocol {self.protocol!r} is not one of: {', '.join(protocols())}")
+        if self.region not in REGION_MAX_DBM:
+            raise ValueError(f"region {self.region!r} is not one of: {', '.join(REGION_MAX_DBM)}")
+        limit = REGION_MAX_DBM[self.region]
+        for antenna in self.antennas:
+            if not MIN_DBM <= antenna.power_dbm <= limit:
+                raise ValueError(f"antenna {antenna.port}: power {antenna.power_dbm} dBm outside "
+                                 f"{MIN_DBM}..{limit} dBm allowed in region {self.region}")
+        if len({a.port for a in self.antennas}) != len(self.antennas):
+            raise ValueError("antenna ports must be unique")
+        return self
+
+
+class Gps(_Strict):
+    port: str
+    baud: int = 9600
+    vehicle: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class GatewayProfile(_Strict):
+    gateway: Gateway
+    readers: list[Reader] = []
+    gps: Gps | None = None
+    version: str = Field("", description="filled with a hash of the file when loaded")
+
+    @model_validator(mode="after")
+    def _has_devices(self) -> GatewayProfile:
+        if not self.readers and self.gps is None:
+            raise ValueError("a gateway needs at least one reader or a gps")
+        return self
+
+
+def _load_yaml(path: Path) -> tuple[object, yaml.Node | None]:
+    text = path.read_text()
+    return yaml.safe_load(text), yaml.compose(text)
+
+
+def load_profile(path: str | Path) -> GatewayProfile:
+    """Parse and validate a profile; raises ValueError with every problem in the message."""
+    errors = validate_file(path)
+    if errors:
+        raise ValueError("\n".join(errors))
+    data, _ = _load_yaml(Path(path))
+    version = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    return GatewayProfile.model_validate({**data, "version": version})  # type: ignore[dict-item]
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """Line (1-based) of the YAML node at a pydantic error location, as deep as it exists."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == key), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            break
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def validate_file(path: str | Path) -> list[str]:
+    """Every problem of a profile as 'file:line: field: message' lines; empty when valid."""
+    path = Path(path)
+    try:
+        data, root = _load_yaml(path)
+    except OSError as exc:
+        return [f"{path}: cannot read: {exc.strerror}"]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        return [f"{path}:{mark.line + 1 if mark else '?'}: not valid YAML: {exc}"]
+    if not isinstance(data, dict):
+        return [f"{path}:1: a profile is a mapping with gateway, readers and gps"]
+    try:
+        GatewayProfile.model_validate(data)
+    except ValidationError as exc:
+        return [f"{path}:{_line_of(root, err['loc']) or '?'}: {'.'.join(map(str, err['loc'])) or '(profile)'}: "
+                f"{err['msg']}" for err in exc.errors()]
+    return []

@@ -1,0 +1,70 @@
+"""From fixes to a useful track: drop invalid fixes, thin without losing the shape, report gaps."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+from device_drivers.types import Fix
+from firmware_configs.profile import GpsFilter
+
+EARTH_RADIUS_M = 6_371_000.0
+
+
+def distance_m(a: Fix, b: Fix) -> float:
+    """Great-circle distance (haversine); ample for fix-to-fix steps."""
+    lat1, lon1, lat2, lon2 = map(math.radians, (a.lat, a.lon, b.lat, b.lon))
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
+
+
+def _heading_change(a: float | None, b: float | None) -> float:
+    if a is None or b is None:
+        return 0.0
+    d = abs(a - b) % 360
+    return min(d, 360 - d)
+
+
+class TrackFilter:
+    def __init__(self, settings: GpsFilter) -> None:
+        self.s = settings
+        self._last_valid: Fix | None = None  # last fix that passed validity, for the jump check
+        self._last_kept: Fix | None = None
+        self.dropped: Counter[str] = Counter()
+        self.accepted = 0
+        self.gaps = 0
+
+    def offer(self, fix: Fix) -> tuple[bool, bool]:
+        """(keep it?, is it stationary?)."""
+        if fix.hdop is not None and fix.hdop > self.s.max_hdop:
+            self.dropped["hdop"] += 1
+            return False, False
+        prev = self._last_valid
+        if prev is not None:
+            dt = (fix.ts - prev.ts).total_seconds()
+            if dt <= 0:
+                self.dropped["time not advancing"] += 1
+                return False, False
+            if distance_m(prev, fix) / dt * 3.6 > self.s.max_speed_kmh:
+                self.dropped["jump"] += 1
+                return False, False
+            if dt > self.s.gap_s:
+                self.gaps += 1
+        self._last_valid = fix
+        stationary = (fix.speed_kmh or 0.0) < self.s.stationary_kmh
+        kept = self._last_kept
+        if kept is not None:
+            elapsed = (fix.ts - kept.ts).total_seconds()
+            if stationary:
+                keep = elapsed >= self.s.stationary_period_s or (kept.speed_kmh or 0) >= self.s.stationary_kmh
+            else:
+                keep = (elapsed >= self.s.moving_period_s
+                        or _heading_change(kept.course_deg, fix.course_deg) >= self.s.heading_change_deg
+                        or distance_m(kept, fix) >= self.s.distance_m
+                        or (kept.speed_kmh or 0) < self.s.stationary_kmh)  # starting to move
+            if not keep:
+                self.dropped["thinned"] += 1
+                return False, stationary
+        self._last_kept = fix
+        self.accepted += 1
+        return True, stationary

@@ -1,0 +1,126 @@
+"""The durable outbox: every event gets the gateway's next `seq` and is on disk before anything else
+happens to it; it leaves only when the broker has acknowledged it.
+
+SQLite in WAL mode. `seq` is an AUTOINCREMENT key, so it only grows, across restarts and SIGKILL,
+and is never reused after deletes.
+
+Full policy (at `max_events`): stationary GPS fixes are thinned first (the oldest of them go);
+if the outbox is still full, new GPS fixes are refused and counted, cargo observations are always
+kept (the disk bound is exceeded rather than lose cargo), and `alarm` is raised.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind       TEXT    NOT NULL,           -- rfid | gps
+    body       TEXT    NOT NULL,           -- the event's JSON without seq
+    stationary INTEGER NOT NULL DEFAULT 0, -- first to go when the outbox is full
+    created    REAL    NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    seq: int
+    kind: str
+    event: dict[str, Any]  # with its seq
+    size: int
+
+
+class Outbox:
+    def __init__(self, path: str | Path, max_events: int = 2_000_000) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # an appended event survives power loss too
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self.max_events = max_events
+        self.alarm = False
+        self.refused = 0
+        self.thinned = 0
+
+    def append_many(self, items: list[tuple[str, dict[str, Any], bool]]) -> list[int]:
+        """Store (kind, event, stationary) items in one transaction; returns their seqs (0 = refused)."""
+        seqs: list[int] = []
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                room = self.max_events - self._count()
+                for kind, event, stationary in items:
+                    if room <= 0:
+                        room += self._thin_stationary()
+                    if room <= 0 and kind != "rfid":
+                        self.refused += 1
+                        self.alarm = True
+                        seqs.append(0)
+                        continue
+                    self.alarm = self.alarm or room <= 0
+                    cur = self._db.execute("INSERT INTO events (kind, body, stationary, created) VALUES (?,?,?,?)",
+                                           (kind, json.dumps(event, separators=(",", ":")), int(stationary), now))
+                    seqs.append(cur.lastrowid or 0)
+                    room -= 1
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return seqs
+
+    def append(self, kind: str, event: dict[str, Any], stationary: bool = False) -> int:
+        return self.append_many([(kind, event, stationary)])[0]
+
+    def _count(self) -> int:
+        return self._db.execute("SELECT count(*) FROM events").fetchone()[0]
+
+    def _thin_stationary(self, n: int = 100) -> int:
+        cur = self._db.execute("DELETE FROM events WHERE seq IN "
+                               "(SELECT seq FROM events WHERE stationary = 1 ORDER BY seq LIMIT ?)", (n,))
+        self.thinned += cur.rowcount
+        return cur.rowcount
+
+    def batch(self, after_seq: int, max_events: int, max_bytes: int) -> list[Pending]:
+        """The oldest pending events after `after_seq`, all of one kind, bounded by count and bytes."""
+        with self._lock:
+            rows = self._db.execute("SELECT seq, kind, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                                    (after_seq, max_events)).fetchall()
+        out: list[Pending] = []
+        total = 0
+        for seq, kind, body in rows:
+            if out and (kind != out[0].kind or total + len(body) > max_bytes):
+                break
+            total += len(body) + 12
+            out.append(Pending(seq, kind, {"seq": seq, **json.loads(body)}, len(body)))
+        return out
+
+    def ack(self, seqs: list[int]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("DELETE FROM events WHERE seq = ?", [(s,) for s in seqs])
+            self._db.execute("COMMIT")
+            if self.alarm and self._count() < self.max_events:
+                self.alarm = False
+
+    def depth(self) -> int:
+        with self._lock:
+            return self._count()
+
+    def oldest_age_s(self) -> float:
+        with self._lock:
+            (created,) = self._db.execute("SELECT min(created) FROM events").fetchone()
+        return time.time() - created if created else 0.0
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

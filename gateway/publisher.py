@@ -1,0 +1,128 @@
+"""Publishes the outbox over MQTT, QoS 1, in seq order; an event leaves the outbox only on PUBACK.
+
+paho-mqtt keeps its session in memory only, so after every (re)connect everything still in the
+outbox is sent again from the start: a duplicate is harmless downstream ((gateway_id, seq) makes
+ingest idempotent), a loss is not.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import paho.mqtt.client as mqtt
+
+from firmware_configs.profile import Gateway
+from gateway.contract import GPS_SCHEMA, RFID_SCHEMA, STATE_SCHEMA, batch, iso_ms, topic
+from gateway.outbox import Outbox
+
+log = logging.getLogger(__name__)
+SOFTWARE = "cargotrace-gateway/0.1.0"
+MAX_INFLIGHT_BATCHES = 8
+
+
+class Publisher:
+    def __init__(self, cfg: Gateway, outbox: Outbox, config_version: str = "") -> None:
+        self.cfg = cfg
+        self.outbox = outbox
+        self.config_version = config_version
+        self.connected = threading.Event()
+        self.devices: dict[str, str] = {}
+        self.counters: dict[str, Any] = {}
+        self.published_events = 0
+        self._connects = 0  # bumped by every successful connect (network thread)
+        self._seen_connects = 0  # what pump() last reacted to (main thread)
+        self._inflight: list[tuple[mqtt.MQTTMessageInfo, list[int]]] = []  # awaiting PUBACK, oldest first
+        self._cursor = 0  # highest seq handed to paho since the last connect
+        url = urlparse(cfg.broker)
+        self._host, self._port = url.hostname or "127.0.0.1", url.port or (8883 if url.scheme == "mqtts" else 1883)
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cfg.id, clean_session=True)
+        self.client.max_inflight_messages_set(MAX_INFLIGHT_BATCHES * 2)
+        if cfg.password_file:
+            self.client.username_pw_set(cfg.id, Path(cfg.password_file).read_text().strip())
+        if url.scheme == "mqtts":
+            self.client.tls_set(ca_certs=cfg.tls_ca_file, cert_reqs=ssl.CERT_REQUIRED)
+        self.client.will_set(topic(cfg.id, "state"), self._state("offline"), qos=1, retain=True)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+
+    def start(self) -> None:
+        self.client.connect_async(self._host, self._port, keepalive=30)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        if self.connected.is_set():
+            info = self.client.publish(topic(self.cfg.id, "state"), self._state("offline"), qos=1, retain=True)
+            info.wait_for_publish(timeout=5)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _state(self, state: str) -> bytes:
+        body = {"schema": STATE_SCHEMA, "gateway": self.cfg.id, "state": state, "ts": iso_ms(datetime.now(UTC)),
+                "software": SOFTWARE, "config_version": self.config_version, "devices": dict(self.devices),
+                "counters": {**self.counters, "outbox_depth": self.outbox.depth()}}
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    def publish_state(self) -> None:
+        down = any(v != "up" for v in self.devices.values())
+        self.client.publish(topic(self.cfg.id, "state"), self._state("degraded" if down else "online"),
+                            qos=1, retain=True)
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: Any, props: object) -> None:
+        if reason.is_failure:
+            log.error("broker refused the connection: %s", reason)
+            return
+        log.info("connected to %s:%s", self._host, self._port)
+        self._connects += 1
+        self.publish_state()
+        self.connected.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason: Any,
+                       props: object) -> None:
+        self.connected.clear()
+        log.warning("disconnected from broker: %s", reason)
+
+    def pump(self) -> int:
+        """Acknowledge what the broker has PUBACKed, then hand it the next batches; returns events sent.
+
+        Only the main loop calls this; paho's callbacks never touch the outbox, so no lock is shared
+        with paho's network thread.
+        """
+        self._reap()
+        if self._seen_connects != self._connects:  # a new connection: send all that is left again
+            self._seen_connects = self._connects
+            self._inflight.clear()
+            self._cursor = 0
+        sent = 0
+        while self.connected.is_set() and len(self._inflight) < MAX_INFLIGHT_BATCHES:
+            pending = self.outbox.batch(self._cursor, self.cfg.batch_events, self.cfg.batch_bytes)
+            if not pending:
+                break
+            kind = pending[0].kind
+            payload = batch(RFID_SCHEMA if kind == "rfid" else GPS_SCHEMA, self.cfg.id, [p.event for p in pending])
+            info = self.client.publish(topic(self.cfg.id, kind), payload, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                break
+            self._inflight.append((info, [p.seq for p in pending]))
+            self._cursor = pending[-1].seq
+            sent += len(pending)
+        return sent
+
+    def _reap(self) -> None:
+        done = [seqs for info, seqs in self._inflight if info.is_published()]
+        if done:
+            self._inflight = [(i, s) for i, s in self._inflight if not i.is_published()]
+            acked = [seq for seqs in done for seq in seqs]
+            self.outbox.ack(acked)
+            self.published_events += len(acked)
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)

@@ -1,0 +1,121 @@
+"""The edge gateway process: devices → smoothing / track filter → outbox → MQTT."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from device_drivers.gps import NmeaDecoder
+from device_drivers.rfid import decoder_for, mercury_encoder
+from device_drivers.types import Fix, TagRead
+from firmware_configs import GatewayProfile, load_profile
+from firmware_configs.profile import Reader
+from gateway.contract import iso_ms
+from gateway.devices import DeviceReader
+from gateway.gps_filter import TrackFilter
+from gateway.outbox import Outbox
+from gateway.publisher import Publisher
+from gateway.smoothing import Smoother
+
+log = logging.getLogger(__name__)
+TICK_S = 0.1
+GPS_DEVICE = "gps"
+
+
+def _start_commands(reader: Reader) -> bytes:
+    """What a reader needs to hear before it streams reads."""
+    if reader.protocol == "thingmagic-mercury":
+        return mercury_encoder.start_continuous_read()
+    return b""
+
+
+def _fix_event(vehicle: str, fix: Fix) -> dict[str, Any]:
+    return {"vehicle": vehicle, "ts": iso_ms(fix.ts), "lat": round(fix.lat, 7), "lon": round(fix.lon, 7),
+            "speed_kmh": fix.speed_kmh, "course_deg": fix.course_deg, "hdop": fix.hdop, "sats": fix.sats,
+            "quality": fix.quality, "alt_m": fix.alt_m}
+
+
+class Gateway:
+    def __init__(self, profile: GatewayProfile) -> None:
+        self.profile = profile
+        cfg = profile.gateway
+        self.outbox = Outbox(cfg.outbox, cfg.outbox_max_events)
+        self.publisher = Publisher(cfg, self.outbox, profile.version)
+        self.smoother = Smoother(cfg.smoothing)
+        self.track = TrackFilter(cfg.gps_filter)
+        self.queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=100_000)
+        self.readers = {r.name: r for r in profile.readers}
+        self.antennas = {(r.name, a.port): a for r in profile.readers for a in r.antennas}
+
+    def run(self, stop: threading.Event) -> None:
+        devices = [DeviceReader(r.name, r.port, r.baud, lambda r=r: decoder_for(r.protocol, r.name), self.queue, stop,
+                                on_open=_start_commands(r)) for r in self.profile.readers]
+        if self.profile.gps:
+            gps = self.profile.gps
+            devices.append(DeviceReader(GPS_DEVICE, gps.port, gps.baud, NmeaDecoder, self.queue, stop))
+        self.publisher.devices = {d.device: "starting" for d in devices}
+        self.publisher.start()
+        for device in devices:
+            device.start()
+        try:
+            while not stop.is_set():
+                self.step(datetime.now(UTC))
+        finally:
+            self.step(datetime.now(UTC), flush=True)
+            for device in devices:
+                device.join(timeout=2)
+            self.publisher.stop()
+            self.outbox.close()
+
+    def step(self, now: datetime, flush: bool = False) -> None:
+        """One turn of the loop: take what the devices read, store what is due, publish."""
+        items: list[tuple[str, dict[str, Any], bool]] = []
+        try:
+            device, value = self.queue.get(timeout=0 if flush else TICK_S)
+            while True:
+                self._take(device, value, items)
+                device, value = self.queue.get_nowait()
+        except queue.Empty:
+            pass
+        items += [("rfid", obs, False) for obs in self.smoother.due(now, everything=flush)]
+        if items:
+            self.outbox.append_many(items)
+        self.publisher.counters = self.counters()
+        self.publisher.pump()
+
+    def _take(self, device: str, value: Any, items: list[tuple[str, dict[str, Any], bool]]) -> None:
+        if isinstance(value, TagRead):
+            antenna = self.antennas.get((device, value.antenna))
+            if antenna is None:
+                self.smoother.stray += 1  # an antenna port the profile does not know
+                return
+            self.smoother.add(value.epc, antenna.read_point, device, value.antenna, antenna.side, value.rssi_dbm,
+                              value.read_at)
+        elif isinstance(value, Fix):
+            keep, stationary = self.track.offer(value)
+            if keep and self.profile.gps:
+                items.append(("gps", _fix_event(self.profile.gps.vehicle, value), stationary))
+        elif value in ("up", "down") and self.publisher.devices.get(device) != value:
+            self.publisher.devices[device] = value
+            if self.publisher.connected.is_set():
+                self.publisher.publish_state()
+
+    def counters(self) -> dict[str, Any]:
+        return {"raw_reads": self.smoother.raw_reads, "stray_reads": self.smoother.stray,
+                "fixes_accepted": self.track.accepted, "fixes_dropped": dict(self.track.dropped),
+                "gps_gaps": self.track.gaps, "outbox_refused": self.outbox.refused,
+                "outbox_alarm": self.outbox.alarm, "published_events": self.publisher.published_events}
+
+
+def run(profile_path: str, stop: threading.Event | None = None) -> None:
+    profile = load_profile(profile_path)
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    log.info("gateway %s starting (profile %s)", profile.gateway.id, profile.version)
+    Gateway(profile).run(stop)

@@ -1,0 +1,65 @@
+"""Small helpers shared by tests: a collecting MQTT subscriber and condition waiting."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlparse
+
+import paho.mqtt.client as mqtt
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = "") -> Any:
+    """Poll a condition (a database count, a file) until it holds; fail after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or condition}")
+        time.sleep(interval)
+
+
+class Subscriber:
+    """Collects the messages of a topic filter from a real broker."""
+
+    def __init__(self, mqtt_url: str, topic_filter: str) -> None:
+        url = urlparse(mqtt_url)
+        self.messages: list[mqtt.MQTTMessage] = []
+        self.changed = threading.Condition()
+        subscribed = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self.client.on_connect = lambda c, *_: c.subscribe(topic_filter, qos=1)
+        self.client.on_subscribe = lambda *_: subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect(url.hostname or "127.0.0.1", url.port or 1883)
+        self.client.loop_start()
+        assert subscribed.wait(10), "subscription not acknowledged by the broker"
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        with self.changed:
+            self.messages.append(msg)
+            self.changed.notify_all()
+
+    def events(self, kind: str) -> list[dict[str, Any]]:
+        with self.changed:
+            msgs = list(self.messages)
+        return [e for m in msgs if m.topic.endswith("/" + kind) for e in json.loads(m.payload)["events"]]
+
+    def wait_events(self, kind: str, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while len(self.events(kind)) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"got {len(self.events(kind))} {kind} events, expected {count}")
+                self.changed.wait(left)
+        return self.events(kind)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()

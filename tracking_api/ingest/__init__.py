@@ -1,0 +1,1 @@
+"""MQTT → database: validate contract messages, write them in idempotent batches."""
