@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     ingest_batch_seconds: float = 0.2
     ingest_max_message_bytes: int = 1_048_576
     ingest_shared_group: str = "ingest"
+    ingest_mqtt_v5: bool = Field(True, description="v5 persistent session and shared subscription; "
+                                                   "false for 3.1.1-only brokers (the embedded one)")
+    ingest_session_expiry_s: int = 7 * 24 * 3600
+    ingest_receive_maximum: int = 1000
 
     crm_poll_seconds: float = 1.0
     geofence_default_radius_m: float = 300.0

@@ -1,0 +1,138 @@
+"""Ingest on the real broker and database: valid batches land once, everything else is a dead letter."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.contract import GPS_SCHEMA, RFID_SCHEMA, batch, iso_ms, topic
+from tests.helpers import wait_for
+from tracking_api.ingest.validate import Rejected, parse
+from tracking_api.ingest.worker import IngestWorker
+from tracking_api.settings import Settings
+
+NOW = datetime.now(UTC)
+
+
+def rfid_event(seq: int, epc: str = "3074257BF7194E4000001A85", **over: object) -> dict:
+    return {"seq": seq, "epc": epc, "read_point": "wh-sh1/door-03", "reader": "door-03", "antenna": 1,
+            "rssi_dbm": -55.5, "reads": 12, "first_seen": iso_ms(NOW - timedelta(seconds=2)),
+            "last_seen": iso_ms(NOW), "direction": "out", **over}
+
+
+def gps_event(seq: int, **over: object) -> dict:
+    return {"seq": seq, "vehicle": "TRK-042", "ts": iso_ms(NOW + timedelta(seconds=seq)), "lat": 31.23,
+            "lon": 121.47, "speed_kmh": 42.0, "course_deg": 90.0, "hdop": 0.9, "sats": 9, "quality": 1,
+            "alt_m": 12.0, **over}
+
+
+class Publisher:
+    def __init__(self, url: str) -> None:
+        host, port = url.removeprefix("mqtt://").split(":")
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self.client.connect(host, int(port))
+        self.client.loop_start()
+
+    def send(self, topic_name: str, payload: bytes) -> None:
+        self.client.publish(topic_name, payload, qos=1).wait_for_publish(10)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def ingest(db_url: str, mqtt_url: str) -> Iterator[IngestWorker]:
+    unique = uuid.uuid4().hex[:8]
+    worker = IngestWorker(Settings(database_url=db_url, mqtt_url=mqtt_url, ingest_client_id=f"ingest-{unique}",
+                                   ingest_shared_group=f"g{unique}", ingest_batch_seconds=0.05))
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    assert worker.subscribed.wait(10)
+    yield worker
+    stop.set()
+    thread.join(10)
+
+
+def count(db_url: str, table: str) -> int:
+    with psycopg.connect(db_url) as conn:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def test_valid_batches_land_once_even_when_redelivered(ingest: IngestWorker, db_url: str, mqtt_url: str,
+                                                       gateway_id: str) -> None:
+    pub = Publisher(mqtt_url)
+    rfid = batch(RFID_SCHEMA, gateway_id, [rfid_event(1), rfid_event(2, epc="596F596F")])
+    gps = batch(GPS_SCHEMA, gateway_id, [gps_event(3), gps_event(4)])
+    pub.send(topic(gateway_id, "rfid"), rfid)
+    pub.send(topic(gateway_id, "gps"), gps)
+    wait_for(lambda: count(db_url, "tag_observations") == 2 and count(db_url, "positions") == 2)
+    pub.send(topic(gateway_id, "rfid"), rfid)  # a replay: the broker redelivers, a gateway resends
+    pub.send(topic(gateway_id, "gps"), gps)
+    wait_for(lambda: ingest.counters["messages"] >= 4)
+    pub.close()
+    assert (count(db_url, "tag_observations"), count(db_url, "positions")) == (2, 2)
+    with psycopg.connect(db_url) as conn:
+        uris = dict(conn.execute("SELECT epc, epc_uri FROM tag_observations").fetchall())
+    assert uris == {"3074257BF7194E4000001A85": "urn:epc:id:sgtin:0614141.812345.6789", "596F596F": None}
+
+
+def test_malformed_messages_become_dead_letters_and_valid_ones_still_land(
+        ingest: IngestWorker, db_url: str, mqtt_url: str, gateway_id: str) -> None:
+    rfid_topic = topic(gateway_id, "rfid")
+    bad = {
+        "invalid json": (rfid_topic, b"{not json"),
+        "wrong schema": (rfid_topic, batch(GPS_SCHEMA, gateway_id, [gps_event(1)])),
+        "gateway mismatch": (rfid_topic, batch(RFID_SCHEMA, "someone-else", [rfid_event(1)])),
+        "schema violation": (topic(gateway_id, "gps"), batch(GPS_SCHEMA, gateway_id, [gps_event(1, lat=91)])),
+        "rssi": (rfid_topic, batch(RFID_SCHEMA, gateway_id, [rfid_event(1, rssi_dbm=40)])),
+        "time out of range": (rfid_topic, batch(RFID_SCHEMA, gateway_id, [rfid_event(
+            1, first_seen="1999-01-01T00:00:00.000Z", last_seen="1999-01-01T00:00:01.000Z")])),
+        "oversized": (rfid_topic, b" " * 2_000_000),
+    }
+    pub = Publisher(mqtt_url)
+    for topic_name, payload in bad.values():
+        pub.send(topic_name, payload)
+    pub.send(rfid_topic, batch(RFID_SCHEMA, gateway_id, [rfid_event(7)]))
+    wait_for(lambda: count(db_url, "dead_letters") == len(bad) and count(db_url, "tag_observations") == 1)
+    pub.close()
+    with psycopg.connect(db_url) as conn:
+        reasons = [r for (r,) in conn.execute("SELECT reason FROM dead_letters")]
+        payloads = [bytes(p) for (p,) in conn.execute("SELECT payload FROM dead_letters")]
+    for expected in ("invalid json", "wrong schema", "gateway mismatch", "schema violation", "oversized",
+                     "time out of range"):
+        assert any(r.startswith(expected) for r in reasons), expected
+    assert b"{not json" in payloads
+
+
+def test_commits_are_announced_to_listeners(ingest: IngestWorker, db_url: str, mqtt_url: str,
+                                            gateway_id: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as listener:
+        listener.execute("LISTEN cargotrace_events")
+        pub = Publisher(mqtt_url)
+        pub.send(topic(gateway_id, "gps"), batch(GPS_SCHEMA, gateway_id, [gps_event(1)]))
+        note = next(listener.notifies(timeout=20, stop_after=1))
+        pub.close()
+    assert json.loads(note.payload)["vehicles"] == ["TRK-042"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(payload=st.one_of(st.binary(max_size=300), st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20).map(lambda v: json.dumps(v).encode())), kind=st.sampled_from(["rfid", "gps", "state", "x"]))
+def test_arbitrary_payloads_are_rows_or_rejections_never_crashes(payload: bytes, kind: str) -> None:
+    try:
+        parse(f"cargotrace/v1/gw-1/{kind}", payload, 1_000_000)
+    except Rejected as exc:
+        assert exc.reason

@@ -1,0 +1,96 @@
+"""Check one MQTT message against the contract and turn it into rows, or into a rejection reason."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jsonschema
+
+from device_drivers import epc as epc_codec
+from gateway.contract import KINDS, json_schema, parse_topic
+
+# Timestamps outside this window are device clock faults, not data (a receiver's week rollover
+# lands ~19.6 years off; an unset RTC in 1970 or 2000).
+EARLIEST = datetime(2020, 1, 1, tzinfo=UTC)
+MAX_FUTURE = timedelta(hours=24)
+
+_VALIDATORS = {
+    name: jsonschema.Draft202012Validator(json_schema(name), format_checker=jsonschema.FormatChecker())
+    for name in KINDS.values()
+}
+
+
+class Rejected(Exception):
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+@dataclass
+class Rows:
+    """Rows of one message, in the column order of the target tables."""
+
+    observations: list[tuple[Any, ...]] = field(default_factory=list)
+    positions: list[tuple[Any, ...]] = field(default_factory=list)
+    states: list[tuple[Any, ...]] = field(default_factory=list)
+    vehicles: set[str] = field(default_factory=set)
+    read_points: set[str] = field(default_factory=set)
+
+
+def _time(value: str, now: datetime) -> datetime:
+    ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if ts.tzinfo is None:
+        raise Rejected("bad time", f"{value} has no time zone")
+    if not EARLIEST <= ts <= now + MAX_FUTURE:
+        raise Rejected("time out of range", value)
+    return ts
+
+
+def _epc_uri(epc: str) -> str | None:
+    try:
+        return epc_codec.decode(epc).uri
+    except epc_codec.EpcError:
+        return None  # raw test EPCs and unprogrammed tags are kept, just not linked to an identity
+
+
+def parse(topic: str, payload: bytes, max_bytes: int, now: datetime | None = None) -> Rows:
+    """Rows of a valid message; raises Rejected with a short reason otherwise."""
+    now = now or datetime.now(UTC)
+    parsed = parse_topic(topic)
+    if parsed is None:
+        raise Rejected("bad topic", topic)
+    gateway_id, kind = parsed
+    if len(payload) > max_bytes:
+        raise Rejected("oversized", f"{len(payload)} bytes > {max_bytes}")
+    try:
+        body = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Rejected("invalid json", str(exc)[:200]) from None
+    if not isinstance(body, dict) or body.get("schema") != KINDS[kind]:
+        raise Rejected("wrong schema", f"topic {kind} needs {KINDS[kind]}")
+    error = jsonschema.exceptions.best_match(_VALIDATORS[KINDS[kind]].iter_errors(body))
+    if error is not None:
+        where = "/".join(map(str, error.absolute_path))
+        raise Rejected("schema violation", f"{where}: {error.message}"[:300])
+    if body["gateway"] != gateway_id:
+        raise Rejected("gateway mismatch", f"topic {gateway_id}, body {body['gateway']}")
+    rows = Rows()
+    if kind == "rfid":
+        for e in body["events"]:
+            first, last = _time(e["first_seen"], now), _time(e["last_seen"], now)
+            if first > last:
+                raise Rejected("bad time", f"seq {e['seq']}: first_seen after last_seen")
+            rows.observations.append((gateway_id, e["seq"], last, e["epc"], _epc_uri(e["epc"]), e["read_point"],
+                                      e["reader"], e["antenna"], e["rssi_dbm"], e["reads"], first, e["direction"]))
+            rows.read_points.add(e["read_point"])
+    elif kind == "gps":
+        for e in body["events"]:
+            rows.positions.append((gateway_id, e["seq"], _time(e["ts"], now), e["vehicle"], e["lat"], e["lon"],
+                                   e["speed_kmh"], e["course_deg"], e["hdop"], e["sats"], e["quality"], e["alt_m"]))
+            rows.vehicles.add(e["vehicle"])
+    else:
+        rows.states.append((gateway_id, 0, _time(body["ts"], now), body["state"], json.dumps(body)))
+    return rows

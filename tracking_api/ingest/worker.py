@@ -1,0 +1,157 @@
+"""The ingest worker: MQTT → validated rows → database, acknowledging each message only after its commit.
+
+Persistent session (MQTT v5 clean_start=False with a session expiry, or 3.1.1 clean_session=False)
+so the broker keeps what arrives while the worker is down, and manual acknowledgement so a crash
+between receipt and commit means redelivery, not loss. Several workers share the stream through a
+shared subscription; each needs its own stable CARGOTRACE_INGEST_CLIENT_ID.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from collections import Counter
+from urllib.parse import unquote, urlparse
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gateway.contract import TOPIC_ROOT
+from tracking_api.ingest.validate import Rejected, parse
+from tracking_api.ingest.writer import Batch, Writer
+from tracking_api.settings import Settings
+
+log = logging.getLogger(__name__)
+MAX_DB_BACKOFF_S = 15.0
+
+
+class IngestWorker:
+    def __init__(self, settings: Settings) -> None:
+        if not settings.database_url or not settings.mqtt_url:
+            raise ValueError("ingest needs CARGOTRACE_DATABASE_URL and CARGOTRACE_MQTT_URL")
+        self.settings = settings
+        # Bounded: when the database is slow the network thread blocks here and the broker holds
+        # the rest (it never sends more than the receive maximum unacknowledged).
+        self.inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue(maxsize=settings.ingest_receive_maximum)
+        self.counters: Counter[str] = Counter()
+        self.subscribed = threading.Event()
+        self.client = self._make_client()
+
+    def _make_client(self) -> mqtt.Client:
+        s = self.settings
+        url = urlparse(s.mqtt_url)
+        if s.ingest_mqtt_v5:
+            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=s.ingest_client_id,
+                                 protocol=mqtt.MQTTv5, manual_ack=True)
+        else:
+            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=s.ingest_client_id,
+                                 protocol=mqtt.MQTTv311, clean_session=False, manual_ack=True)
+        if url.username:
+            client.username_pw_set(unquote(url.username), unquote(url.password or ""))
+        if url.scheme == "mqtts":
+            client.tls_set()
+        client.on_connect = self._on_connect
+        client.on_subscribe = lambda *_: self.subscribed.set()
+        client.on_message = lambda _c, _u, msg: self.inbox.put(msg)
+        client.reconnect_delay_set(1, 30)
+        return client
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object,
+                    props: object) -> None:
+        if getattr(reason, "is_failure", False):
+            log.error("broker refused ingest: %s", reason)
+            return
+        s = self.settings
+        topic = f"{TOPIC_ROOT}/+/+"
+        client.subscribe(f"$share/{s.ingest_shared_group}/{topic}" if s.ingest_mqtt_v5 else topic, qos=1)
+        log.info("ingest connected and subscribed")
+
+    def run(self, stop: threading.Event) -> None:
+        s = self.settings
+        url = urlparse(s.mqtt_url)
+        props = None
+        if s.ingest_mqtt_v5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = s.ingest_session_expiry_s
+            props.ReceiveMaximum = s.ingest_receive_maximum
+            self.client.connect_async(url.hostname, url.port or 1883, keepalive=30, clean_start=False,
+                                      properties=props)
+        else:
+            self.client.connect_async(url.hostname, url.port or 1883, keepalive=30)
+        self.client.loop_start()
+        conn: psycopg.Connection | None = None
+        writer: Writer | None = None
+        try:
+            while not stop.is_set():
+                messages, batch = self._collect(stop)
+                if not messages:
+                    continue
+                backoff = 0.5
+                while True:
+                    try:
+                        if writer is None:
+                            conn = psycopg.connect(s.database_url)  # type: ignore[arg-type]
+                            writer = Writer(conn)
+                        written = writer.write(batch)
+                        break
+                    except psycopg.OperationalError as exc:
+                        log.warning("database unavailable (%s); retrying in %.1f s", exc, backoff)
+                        self.counters["database errors"] += 1
+                        if conn is not None:
+                            conn.close()
+                        conn = writer = None
+                        if stop.wait(backoff):
+                            return  # not acknowledged: the broker redelivers to the next worker
+                        backoff = min(backoff * 2, MAX_DB_BACKOFF_S)
+                for msg in messages:  # in receipt order, as MQTT requires
+                    self.client.ack(msg.mid, msg.qos)
+                self.counters["messages"] += len(messages)
+                self.counters["observations"] += written.observations
+                self.counters["positions"] += written.positions
+        finally:
+            self.client.disconnect()
+            self.client.loop_stop()
+            if conn is not None:
+                conn.close()
+
+    def _collect(self, stop: threading.Event) -> tuple[list[mqtt.MQTTMessage], Batch]:
+        """Messages until the batch holds enough events or its time is up."""
+        s = self.settings
+        messages: list[mqtt.MQTTMessage] = []
+        batch = Batch()
+        events = 0
+        deadline = None
+        while events < s.ingest_batch_events and not stop.is_set():
+            timeout = 0.5 if deadline is None else deadline - time.monotonic()
+            if timeout <= 0:
+                break
+            try:
+                msg = self.inbox.get(timeout=timeout)
+            except queue.Empty:
+                if deadline is None:
+                    continue
+                break
+            deadline = deadline or time.monotonic() + s.ingest_batch_seconds
+            messages.append(msg)
+            try:
+                rows = parse(msg.topic, msg.payload, s.ingest_max_message_bytes)
+                batch.rows.append(rows)
+                events += len(rows.observations) + len(rows.positions) + len(rows.states)
+            except Rejected as exc:
+                self.counters[f"rejected: {exc.reason}"] += 1
+                batch.dead.append((msg.topic, msg.payload, str(exc)))
+                events += 1
+        return messages, batch
+
+
+def run(settings: Settings, stop: threading.Event | None = None) -> None:
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    IngestWorker(settings).run(stop)
