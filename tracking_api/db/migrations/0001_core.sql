@@ -90,7 +90,7 @@ CREATE TABLE sites (
     name     text NOT NULL,
     lat      double precision,
     lon      double precision,
-    radius_m real NOT NULL DEFAULT 300,               -- geofence
+    radius_m double precision NOT NULL DEFAULT 300,   -- geofence
     gln      text                                     -- GS1 SGLN for EPCIS export
 );
 
@@ -117,7 +117,7 @@ CREATE TABLE demands (
     destination_site_id text REFERENCES sites (id),
     destination_lat     double precision,
     destination_lon     double precision,
-    destination_radius_m real,
+    destination_radius_m double precision,
     pickup_from         timestamptz,
     pickup_to           timestamptz,
     delivery_from       timestamptz,

@@ -1,0 +1,156 @@
+"""Observations and fixes → shipment status transitions, consumed in commit order.
+
+Each source table has a durable cursor (txid, id) in `consumer_cursors`. Only rows whose writing
+transaction is older than every transaction still running are read (txid below the snapshot's
+xmin), so no row can later appear behind the cursor; the cursor moves in the same transaction as
+the transitions it caused, so a restart neither skips nor repeats one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from crm_link.geo import Geofence
+from crm_link.status import BIZ_STEP, RANK
+
+log = logging.getLogger(__name__)
+STATUS_CHANNEL = "cargotrace_status"
+BATCH = 5000
+DEFAULT_RADIUS_M = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: str  # observation | position
+    id: int
+    ts: datetime
+    data: dict[str, Any]
+
+
+_SOURCES = {
+    "observation": ("tag_observations", "id, ts, epc_uri, read_point, direction, gateway_id, seq"),
+    "position": ("positions", "id, ts, vehicle_id, lat, lon, gateway_id, seq"),
+}
+
+
+def _read(cur: psycopg.Cursor, kind: str) -> tuple[list[Event], tuple[str, int] | None]:
+    table, cols = _SOURCES[kind]
+    consumer = f"status:{table}"
+    cur.execute("INSERT INTO consumer_cursors (consumer) VALUES (%s) ON CONFLICT DO NOTHING", (consumer,))
+    cur.execute("SELECT txid::text, id FROM consumer_cursors WHERE consumer = %s FOR UPDATE", (consumer,))
+    txid, last_id = cur.fetchone().values()
+    cur.execute(f"SELECT txid::text AS txid, {cols} FROM {table} "
+                "WHERE (txid, id) > (%s::xid8, %s) AND txid < pg_snapshot_xmin(pg_current_snapshot()) "
+                "ORDER BY txid, id LIMIT %s", (txid, last_id, BATCH))
+    rows = cur.fetchall()
+    if not rows:
+        return [], None
+    events = [Event(kind, r["id"], r["ts"], r) for r in rows]
+    return events, (rows[-1]["txid"], rows[-1]["id"])
+
+
+def process_pending(conn: psycopg.Connection) -> int:
+    """Apply every committed, not yet consumed observation and fix; returns the transitions made."""
+    transitions = 0
+    while True:
+        with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            events: list[Event] = []
+            cursors: dict[str, tuple[str, int]] = {}
+            for kind in _SOURCES:
+                got, cursor = _read(cur, kind)
+                events += got
+                if cursor:
+                    cursors[kind] = cursor
+            if not events:
+                return transitions
+            events.sort(key=lambda e: (e.ts, e.kind != "observation", e.id))
+            touched: set[int] = set()
+            for event in events:
+                touched |= (_observation(cur, event) if event.kind == "observation" else _position(cur, event))
+            for kind, (txid, last_id) in cursors.items():
+                cur.execute("UPDATE consumer_cursors SET txid = %s::xid8, id = %s WHERE consumer = %s",
+                            (txid, last_id, f"status:{_SOURCES[kind][0]}"))
+            for demand_id in touched:
+                cur.execute("SELECT pg_notify(%s, %s)", (STATUS_CHANNEL, str(demand_id)))
+            transitions += len(touched)
+
+
+def _advance(cur: psycopg.Cursor, demand: dict[str, Any], status: str, event: Event, place: str | None,
+             lat: float | None = None, lon: float | None = None) -> bool:
+    """Move a demand forward to `status` (never back); one shipment_events row per status reached."""
+    if RANK[status] <= RANK[demand["status"]]:
+        return False
+    cur.execute("INSERT INTO shipment_events (demand_id, status, ts, biz_step, place, lat, lon, source) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (demand["id"], status, event.ts, BIZ_STEP[status], place, lat, lon,
+                 json.dumps({event.kind: {"gateway_id": event.data["gateway_id"], "seq": event.data["seq"],
+                                          "id": event.id}})))
+    cur.execute("UPDATE demands SET status = %s, status_at = %s, updated_at = now() WHERE id = %s",
+                (status, event.ts, demand["id"]))
+    log.info("demand %s: %s → %s", demand["id"], demand["status"], status)
+    demand["status"] = status
+    return True
+
+
+def _observation(cur: psycopg.Cursor, event: Event) -> set[int]:
+    o = event.data
+    if not o["epc_uri"]:
+        return set()
+    site = o["read_point"].split("/", 1)[0]
+    cur.execute("SELECT d.id, d.status, d.origin_site_id, d.destination_site_id, i.id AS item_id "
+                "FROM demand_items i JOIN demands d ON d.id = i.demand_id "
+                "WHERE i.epc_uri = %s AND d.status <> 'delivered' FOR UPDATE OF d, i", (o["epc_uri"],))
+    touched = set()
+    for demand in cur.fetchall():
+        if site == demand["origin_site_id"] and o["direction"] in ("out", None) and RANK[demand["status"]] <= 2:
+            cur.execute("UPDATE demand_items SET loaded_at = coalesce(loaded_at, %s) WHERE id = %s",
+                        (event.ts, demand["item_id"]))
+            changed = _advance(cur, demand, "loading", event, o["read_point"])
+            if _all_items(cur, demand["id"], "loaded_at"):
+                changed |= _advance(cur, demand, "loaded", event, o["read_point"])
+        elif site == demand["destination_site_id"] and o["direction"] in ("in", None) and RANK[demand["status"]] >= 3:
+            cur.execute("UPDATE demand_items SET delivered_at = coalesce(delivered_at, %s) WHERE id = %s",
+                        (event.ts, demand["item_id"]))
+            changed = _all_items(cur, demand["id"], "delivered_at") and _advance(
+                cur, demand, "delivered", event, o["read_point"])
+        else:
+            continue
+        if changed:
+            touched.add(demand["id"])
+    return touched
+
+
+def _all_items(cur: psycopg.Cursor, demand_id: int, column: str) -> bool:
+    cur.execute(f"SELECT bool_and({column} IS NOT NULL) AS done FROM demand_items WHERE demand_id = %s", (demand_id,))
+    return bool(cur.fetchone()["done"])
+
+
+def _position(cur: psycopg.Cursor, event: Event) -> set[int]:
+    p = event.data
+    cur.execute("SELECT d.id, d.status, o.lat AS o_lat, o.lon AS o_lon, o.radius_m AS o_radius, "
+                "coalesce(d.destination_lat, s.lat) AS d_lat, coalesce(d.destination_lon, s.lon) AS d_lon, "
+                "coalesce(d.destination_radius_m, s.radius_m) AS d_radius, d.destination_site_id "
+                "FROM demands d JOIN sites o ON o.id = d.origin_site_id "
+                "LEFT JOIN sites s ON s.id = d.destination_site_id "
+                "WHERE d.vehicle_id = %s AND d.status IN ('loading', 'loaded', 'in_transit') FOR UPDATE OF d",
+                (p["vehicle_id"],))
+    touched = set()
+    for demand in cur.fetchall():
+        here = (p["lat"], p["lon"])
+        if demand["status"] in ("loading", "loaded") and demand["o_lat"] is not None:
+            origin = Geofence(demand["o_lat"], demand["o_lon"], demand["o_radius"] or DEFAULT_RADIUS_M)
+            if not origin.contains(*here) and _advance(cur, demand, "in_transit", event, None, *here):
+                touched.add(demand["id"])
+        if demand["status"] == "in_transit" and demand["d_lat"] is not None:
+            destination = Geofence(demand["d_lat"], demand["d_lon"], demand["d_radius"] or DEFAULT_RADIUS_M)
+            if destination.contains(*here) and _advance(cur, demand, "arrived", event,
+                                                        demand["destination_site_id"], *here):
+                touched.add(demand["id"])
+    return touched

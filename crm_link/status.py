@@ -1,0 +1,14 @@
+"""The shipment status vocabulary (ARCHITECTURE §6) and what customers and EPCIS see of it."""
+
+from __future__ import annotations
+
+STATUSES = ("pending", "loading", "loaded", "in_transit", "arrived", "delivered")
+RANK = {s: i for i, s in enumerate(STATUSES)}
+
+# GS1 CBV business step of each transition, for EPCIS 2.0 export.
+BIZ_STEP = {"loading": "loading", "loaded": "loading", "in_transit": "departing", "arrived": "arriving",
+            "delivered": "receiving"}
+
+# The words shippers know from parcel tracking (AfterShip's tags), one per internal status.
+CUSTOMER_WORD = {"pending": "InfoReceived", "loading": "InfoReceived", "loaded": "InfoReceived",
+                 "in_transit": "InTransit", "arrived": "OutForDelivery", "delivered": "Delivered"}
