@@ -1,0 +1,127 @@
+"""The API on the real database: keys hashed, roles enforced, a customer sees only its own shipments."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from crm_link.directory import upsert_customer, upsert_site, upsert_vehicle
+from tracking_api.http.app import create_app
+from tracking_api.keys import create_key, revoke_key
+from tracking_api.settings import Settings
+
+DEMAND = {"customer_id": "acme", "origin_site_id": "wh-sh1", "destination": {"site_id": "acme-pd"},
+          "vehicle_id": "TRK-042", "items": [{"epc_uri": "urn:epc:id:sgtin:0614141.812345.1"}]}
+
+
+@dataclass
+class Api:
+    client: TestClient
+    keys: dict[str, str]
+    db_url: str
+
+    def call(self, method: str, path: str, key: str | None, **kw: object):
+        headers = {"Authorization": f"Bearer {self.keys[key]}"} if key else {}
+        return self.client.request(method, path, headers=headers, **kw)
+
+
+@pytest.fixture
+def api(db_url: str) -> Iterator[Api]:
+    with psycopg.connect(db_url) as conn:
+        upsert_customer(conn, "acme", "ACME Trading")
+        upsert_customer(conn, "globex", "Globex")
+        upsert_site(conn, "wh-sh1", "Warehouse", 31.23, 121.47, doors=["door-03"])
+        upsert_site(conn, "acme-pd", "ACME DC", 31.30, 121.55, doors=["door-01"])
+        upsert_vehicle(conn, "TRK-042")
+        keys = {"acme": create_key(conn, "customer", "acme"), "globex": create_key(conn, "customer", "globex"),
+                "dispatcher": create_key(conn, "dispatcher"), "crm": create_key(conn, "integration"),
+                "admin": create_key(conn, "admin")}
+        conn.execute("INSERT INTO positions (gateway_id, seq, ts, vehicle_id, lat, lon) "
+                     "VALUES ('t', 1, now(), 'TRK-042', 31.25, 121.5)")
+    with TestClient(create_app(Settings(database_url=db_url))) as client:
+        api = Api(client, keys, db_url)
+        assert api.call("PUT", "/v1/demands/SO-1", "crm", json=DEMAND).status_code == 201
+        yield api
+
+
+def test_keys_are_stored_hashed_and_revocation_takes_effect(api: Api) -> None:
+    with psycopg.connect(api.db_url) as conn:
+        stored = " ".join(str(v) for row in conn.execute("SELECT * FROM api_keys") for v in row)
+        assert all(key.split("_", 2)[2] not in stored for key in api.keys.values())
+        assert revoke_key(conn, api.keys["acme"].split("_")[1])
+    assert api.call("GET", "/v1/shipments/SO-1", "acme").status_code == 401
+
+
+def test_a_customer_sees_its_own_shipment(api: Api) -> None:
+    response = api.call("GET", "/v1/shipments/SO-1", "acme")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["status_word"], body["items"]) == ("pending", "InfoReceived",
+                                                                     {"total": 1, "loaded": 0, "delivered": 0})
+    assert body["last_position"]["lat"] == 31.25
+    assert [s["external_ref"] for s in api.call("GET", "/v1/shipments", "acme").json()["shipments"]] == ["SO-1"]
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/v1/shipments/SO-1"),
+    ("GET", "/v1/shipments/SO-1?customer_id=acme"),
+    ("GET", "/v1/shipments?customer_id=acme"),
+])
+def test_another_customer_gets_404_or_nothing_never_the_shipment(api: Api, method: str, path: str) -> None:
+    response = api.call(method, path, "globex")
+    if path.startswith("/v1/shipments?"):
+        assert response.status_code == 200 and response.json()["shipments"] == []
+    else:
+        assert response.status_code == 404
+        assert response.headers["content-type"] == "application/problem+json"
+        assert "acme" not in response.text
+
+
+@pytest.mark.parametrize(("method", "path", "key", "expected"), [
+    ("GET", "/v1/shipments/SO-1", None, 401),
+    ("GET", "/v1/vehicles/TRK-042/position", None, 401),
+    ("PUT", "/v1/demands/SO-2", None, 401),
+    ("GET", "/v1/vehicles/TRK-042/position", "acme", 403),
+    ("PUT", "/v1/demands/SO-2", "acme", 403),
+    ("PUT", "/v1/demands/SO-2", "dispatcher", 403),
+    ("GET", "/v1/shipments/SO-1", "crm", 403),
+    ("GET", "/v1/vehicles/TRK-042/position", "dispatcher", 200),
+    ("GET", "/v1/shipments/SO-1?customer_id=acme", "dispatcher", 200),
+])
+def test_roles(api: Api, method: str, path: str, key: str | None, expected: int) -> None:
+    assert api.call(method, path, key, json=DEMAND).status_code == expected
+
+
+def test_a_bad_key_is_401(api: Api) -> None:
+    for bad in ("ct_deadbeef_nope", "nonsense", api.keys["acme"][:-2] + "xx"):
+        assert api.client.get("/v1/shipments/SO-1", headers={"Authorization": f"Bearer {bad}"}).status_code == 401
+
+
+def test_status_and_owner_smuggled_into_the_body_are_ignored(api: Api) -> None:
+    body = {**DEMAND, "status": "delivered", "id": 999, "external_ref": "OTHER"}
+    assert api.call("PUT", "/v1/demands/SO-1", "crm", json=body).status_code == 200
+    shipment = api.call("GET", "/v1/shipments/SO-1", "acme").json()
+    assert shipment["status"] == "pending" and shipment["external_ref"] == "SO-1"
+
+
+def test_unknown_references_are_clear_errors(api: Api) -> None:
+    response = api.call("PUT", "/v1/demands/SO-3", "crm", json={**DEMAND, "vehicle_id": "TRK-999"})
+    assert response.status_code == 422 and "unknown vehicle" in response.json()["detail"]
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                     max_size=3), max_leaves=12)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(json_values, st.fixed_dictionaries({k: json_values for k in DEMAND})))
+def test_arbitrary_demand_bodies_are_rejected_cleanly_never_500(api: Api, body: object) -> None:
+    response = api.call("PUT", "/v1/demands/SO-fuzz", "crm", json=body)
+    assert response.status_code in (200, 201, 422), response.text
