@@ -28,7 +28,7 @@ def shipment(conn: psycopg.Connection, customer_id: str, external_ref: str) -> d
             "SELECT count(*) AS total, count(loaded_at) AS loaded, count(delivered_at) AS delivered "
             "FROM demand_items WHERE demand_id = %s", (demand_id,)).fetchone()
         row["timeline"] = cur.execute(
-            "SELECT status, ts, biz_step, place, lat, lon FROM shipment_events WHERE demand_id = %s ORDER BY ts, id",
+            "SELECT status, ts, biz_step, place, lat, lon FROM shipment_events WHERE demand_id = %s ORDER BY id",
             (demand_id,)).fetchall()
         row["last_position"] = last_position(conn, row["vehicle_id"]) if row["vehicle_id"] else None
     return row
