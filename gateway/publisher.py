@@ -71,7 +71,7 @@ class Publisher:
         return json.dumps(body, separators=(",", ":")).encode()
 
     def publish_state(self) -> None:
-        down = any(v != "up" for v in self.devices.values())
+        down = any(v == "down" for v in self.devices.values())
         self.client.publish(topic(self.cfg.id, "state"), self._state("degraded" if down else "online"),
                             qos=1, retain=True)
 
