@@ -8,6 +8,7 @@ epoch is emitted when a sentence of the next epoch arrives (or at flush).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import operator
 from collections import Counter
@@ -40,6 +41,11 @@ class _Epoch:
     valid: bool = True
     day: date | None = None
     values: dict[str, float | int | None] = field(default_factory=dict)
+
+
+def _int(value: object) -> int | None:
+    number = _num(value)
+    return int(number) if number is not None else None
 
 
 def _num(value: object) -> float | None:
@@ -97,44 +103,25 @@ class NmeaDecoder:
             self.bad_frames["unparsable"] += 1
             return []
         kind = type(msg).__name__
-        if kind not in ("RMC", "GGA"):
-            self.skipped[kind] += 1
+        handler = _HANDLERS.get(kind)
+        if handler is None:
+            self.skipped[kind] += 1  # GSV, TXT, proprietary ($P...) and anything unknown
             return []
-        utc = getattr(msg, "timestamp", None)
-        if not isinstance(utc, time):
-            self.bad_frames["no time"] += 1
+        utc = getattr(msg, "timestamp", None) if kind not in _UNTIMED else None
+        out: list[Fix] = []
+        if utc is not None:
+            if not isinstance(utc, time):
+                self.bad_frames["no time"] += 1
+                return []
+            if self._epoch is not None and self._epoch.utc != utc:
+                out = self._emit()
+            if self._epoch is None:
+                self._epoch = _Epoch(utc=utc)
+        elif self._epoch is None:
+            self.skipped[f"{kind} outside an epoch"] += 1
             return []
-        out = self._emit() if self._epoch is not None and self._epoch.utc != utc else []
-        if self._epoch is None:
-            self._epoch = _Epoch(utc=utc)
-        (self._rmc if kind == "RMC" else self._gga)(msg, self._epoch)
+        handler(msg, self._epoch)
         return out
-
-    def _rmc(self, msg: pynmea2.RMC, epoch: _Epoch) -> None:
-        mode = getattr(msg, "mode_indicator", None) if len(msg.data) > 11 else None
-        if msg.status != "A" or mode == "N":
-            epoch.valid = False
-        if isinstance(msg.datestamp, date):
-            epoch.day = msg.datestamp
-        self._position(msg, epoch)
-        speed = _num(msg.spd_over_grnd)
-        epoch.values["speed_kmh"] = speed * KNOTS_TO_KMH if speed is not None else None
-        epoch.values["course_deg"] = _num(msg.true_course)
-
-    def _gga(self, msg: pynmea2.GGA, epoch: _Epoch) -> None:
-        quality = int(msg.gps_qual) if str(msg.gps_qual or "").isdigit() else 0
-        if quality == 0:
-            epoch.valid = False
-        self._position(msg, epoch)
-        epoch.values.update(quality=quality, hdop=_num(msg.horizontal_dil), alt_m=_num(msg.altitude))
-        sats = _num(msg.num_sats)
-        epoch.values["sats"] = int(sats) if sats is not None else None
-
-    @staticmethod
-    def _position(msg: pynmea2.NMEASentence, epoch: _Epoch) -> None:
-        # pynmea2 turns empty coordinates into 0.0: only trust fields that are really there.
-        if msg.lat and msg.lon and msg.lat_dir in ("N", "S") and msg.lon_dir in ("E", "W"):
-            epoch.values["lat"], epoch.values["lon"] = msg.latitude, msg.longitude
 
     def _emit(self) -> list[Fix]:
         epoch, self._epoch = self._epoch, None
@@ -152,3 +139,75 @@ class NmeaDecoder:
         return [Fix(ts=ts, lat=float(v["lat"]), lon=float(v["lon"]),  # type: ignore[arg-type]
                     speed_kmh=v.get("speed_kmh"), course_deg=v.get("course_deg"), hdop=v.get("hdop"),
                     sats=v.get("sats"), quality=v.get("quality"), alt_m=v.get("alt_m"))]  # type: ignore[arg-type]
+
+
+# --- what each sentence contributes to its epoch -------------------------------------------------
+# Fields come from pynmea2's sentence classes; a missing field never overwrites a present one.
+
+def _position(msg: pynmea2.NMEASentence, epoch: _Epoch) -> None:
+    # pynmea2 turns empty coordinates into 0.0: only trust fields that are really there.
+    if msg.lat and msg.lon and msg.lat_dir in ("N", "S") and msg.lon_dir in ("E", "W"):
+        epoch.values["lat"], epoch.values["lon"] = msg.latitude, msg.longitude
+
+
+def _set(epoch: _Epoch, **values: float | int | None) -> None:
+    for key, value in values.items():
+        if value is not None and epoch.values.get(key) is None:
+            epoch.values[key] = value
+
+
+def _knots(value: object) -> float | None:
+    speed = _num(value)
+    return speed * KNOTS_TO_KMH if speed is not None else None
+
+
+def _rmc(msg: pynmea2.RMC, epoch: _Epoch) -> None:
+    mode = msg.mode_indicator if len(msg.data) > 11 else None
+    if msg.status != "A" or mode == "N":
+        epoch.valid = False
+    if isinstance(msg.datestamp, date):
+        epoch.day = msg.datestamp
+    _position(msg, epoch)
+    _set(epoch, speed_kmh=_knots(msg.spd_over_grnd), course_deg=_num(msg.true_course))
+
+
+def _gga(msg: pynmea2.GGA, epoch: _Epoch) -> None:
+    quality = _int(msg.gps_qual) or 0
+    if quality == 0:
+        epoch.valid = False
+    _position(msg, epoch)
+    _set(epoch, quality=quality, hdop=_num(msg.horizontal_dil), alt_m=_num(msg.altitude), sats=_int(msg.num_sats))
+
+
+def _gns(msg: pynmea2.GNS, epoch: _Epoch) -> None:
+    # One mode letter per constellation: no fix only when every one says N.
+    if not msg.mode_indicator or set(msg.mode_indicator) <= {"N"}:
+        epoch.valid = False
+    _position(msg, epoch)
+    _set(epoch, hdop=_num(msg.hdop), alt_m=_num(msg.altitude), sats=_int(msg.num_sats))
+
+
+def _gll(msg: pynmea2.GLL, epoch: _Epoch) -> None:
+    mode = msg.faa_mode if len(msg.data) > 6 else None
+    if msg.status != "A" or mode == "N":
+        epoch.valid = False
+    _position(msg, epoch)
+
+
+def _vtg(msg: pynmea2.VTG, epoch: _Epoch) -> None:
+    knots = _knots(msg.spd_over_grnd_kts)  # knots carry more digits than VTG's km/h field
+    _set(epoch, speed_kmh=knots if knots is not None else _num(msg.spd_over_grnd_kmph),
+         course_deg=_num(msg.true_track))
+
+
+def _gsa(msg: pynmea2.GSA, epoch: _Epoch) -> None:
+    _set(epoch, hdop=_num(msg.hdop))
+
+
+def _zda(msg: pynmea2.ZDA, epoch: _Epoch) -> None:
+    with contextlib.suppress(TypeError, ValueError):
+        epoch.day = date(int(msg.year), int(msg.month), int(msg.day))
+
+
+_HANDLERS = {"RMC": _rmc, "GGA": _gga, "GNS": _gns, "GLL": _gll, "VTG": _vtg, "GSA": _gsa, "ZDA": _zda}
+_UNTIMED = {"VTG", "GSA"}

@@ -42,4 +42,7 @@ if ! port_open 1883; then
   $SUDO mosquitto -d -c /etc/mosquitto/mosquitto.conf
   wait_port 1883
 fi
-echo "services: PostgreSQL :5432 and Mosquitto :1883 up"
+# --- gpsd, the reference NMEA decoder the GPS driver is checked against live ----------------------
+command -v gpsd >/dev/null && command -v gpspipe >/dev/null || apt_install gpsd gpsd-clients
+
+echo "services: PostgreSQL :5432 and Mosquitto :1883 up; gpsd installed"

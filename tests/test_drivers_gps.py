@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from device_drivers.gps import NmeaDecoder, checksum_ok
 from device_drivers.simulators import fix_sentences, nmea
+from tests.conftest import CORPORA
 
-# Logs whose receivers report every epoch in RMC + GGA: every gpsd 2D/3D fix must be ours too.
-RMC_GGA_LOGS = ["bu353s4", "firefly-II", "mt3339", "sirfstarv-nmea", "nmea-fuzzy-cases"]
+LOGS = sorted(p.stem for p in (CORPORA / "nmea").glob("*.log"))
 ROLLOVER = timedelta(days=7168)  # gpsd moves some logs' dates by whole 1024-week GPS eras
 
 
@@ -43,7 +43,8 @@ def _agrees(fix, tpv: dict) -> bool:
     same_time = (fix.ts - gpsd_ts) % ROLLOVER == timedelta(0)
     same_place = abs(fix.lat - tpv["lat"]) < 1e-6 and abs(fix.lon - tpv["lon"]) < 1e-6
     same_speed = "speed" not in tpv or fix.speed_kmh is None or abs(fix.speed_kmh / 3.6 - tpv["speed"]) < 0.01
-    return same_time and same_place and same_speed
+    same_track = "track" not in tpv or fix.course_deg is None or abs(fix.course_deg - tpv["track"]) < 0.01
+    return same_time and same_place and same_speed and same_track
 
 
 def test_every_fix_we_emit_is_a_fix_gpsd_reports(corpora: Path) -> None:
@@ -60,8 +61,8 @@ def test_every_fix_we_emit_is_a_fix_gpsd_reports(corpora: Path) -> None:
         assert agreeing == len(fixes) - last_unreported, log.name
 
 
-@pytest.mark.parametrize("name", RMC_GGA_LOGS)
-def test_all_of_gpsds_fixes_are_found_in_rmc_gga_logs(corpora: Path, name: str) -> None:
+@pytest.mark.parametrize("name", LOGS)
+def test_every_fix_gpsd_reports_is_ours_too(corpora: Path, name: str) -> None:
     log = corpora / "nmea" / f"{name}.log"
     gpsd = _gpsd_fixes(log.with_suffix(".log.chk"))
     ours = {f.ts.strftime("%H:%M:%S.%f")[:12]: f for f in _decode(log)}
