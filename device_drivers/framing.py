@@ -1,7 +1,8 @@
 """Shared base of binary stream decoders: a bounded buffer, resynchronisation and bad-frame counters.
 
 Framing (cutting the byte stream into frames, checking them) is kept apart from decoding a frame's
-meaning: subclasses implement `_cut` to find one frame and `_decode` to turn it into values.
+meaning. Binary protocols with a start byte describe their frames (`HEADER`, `_length`, `_valid`) and
+inherit the resynchronisation; others implement `_cut` themselves. `_decode` turns a frame into values.
 """
 
 from __future__ import annotations
@@ -55,10 +56,40 @@ class StreamDecoder(Generic[T]):
     def buffered(self) -> int:
         return len(self._buf)
 
+    HEADER = -1
+    BAD = "bad checksum"
+
+    def _length(self, buf: bytearray, pos: int) -> int | None:
+        """Total length of the frame starting at pos; None while too few bytes have arrived to tell."""
+        raise NotImplementedError
+
+    def _valid(self, buf: bytearray, pos: int, total: int) -> bool:
+        raise NotImplementedError
+
     def _cut(self, buf: bytearray) -> tuple[int, bytes | None, str | None] | None:
         """Find the next frame at the start of buf: (bytes consumed, frame or None, bad reason or None),
         or None when more bytes are needed."""
-        raise NotImplementedError
+        start = buf.find(self.HEADER)
+        if start != 0:
+            return (start if start > 0 else len(buf), None, "garbage") if buf else None
+        total = self._length(buf, 0)
+        if total is None or len(buf) < total:
+            # A start byte in noise can announce a long frame and swallow real ones: if a complete,
+            # valid frame already starts further on, this one was noise.
+            later = self._next_valid_frame(buf)
+            return (later, None, "garbage") if later else None
+        if not self._valid(buf, 0, total):
+            return 1, None, self.BAD  # skip this start byte only: the next frame may begin inside
+        return total, bytes(buf[:total]), None
+
+    def _next_valid_frame(self, buf: bytearray) -> int | None:
+        pos = buf.find(self.HEADER, 1)
+        while pos > 0:
+            total = self._length(buf, pos)
+            if total is not None and pos + total <= len(buf) and self._valid(buf, pos, total):
+                return pos
+            pos = buf.find(self.HEADER, pos + 1)
+        return None
 
     def _decode(self, frame: bytes) -> list[T]:
         raise NotImplementedError

@@ -120,7 +120,11 @@ class NmeaDecoder:
         elif self._epoch is None:
             self.skipped[f"{kind} outside an epoch"] += 1
             return []
-        handler(msg, self._epoch)
+        try:
+            handler(msg, self._epoch)
+        except ValueError:  # a field pynmea2 cannot read (a corrupted byte the checksum let through)
+            self.bad_frames["bad field"] += 1
+            self._epoch.valid = False
         return out
 
     def _emit(self) -> list[Fix]:

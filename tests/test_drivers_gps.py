@@ -15,7 +15,8 @@ from device_drivers.simulators import fix_sentences, nmea
 from tests.conftest import CORPORA
 
 LOGS = sorted(p.stem for p in (CORPORA / "nmea").glob("*.log"))
-ROLLOVER = timedelta(days=7168)  # gpsd moves some logs' dates by whole 1024-week GPS eras
+ROLLOVER = timedelta(days=7168)
+ts_example = datetime(2026, 5, 5, 10, 0, 0, tzinfo=UTC)  # gpsd moves some logs' dates by whole 1024-week GPS eras
 
 
 def _gpsd_tpvs(chk: Path) -> list[dict]:

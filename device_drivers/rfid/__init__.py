@@ -33,4 +33,5 @@ def decoder_for(name: str, reader: str = "") -> StreamDecoder[TagRead]:
 
 
 def _load_all() -> None:
-    from device_drivers.rfid import mercury  # noqa: F401  (modules register themselves on import)
+    # Each protocol module registers itself on import.
+    from device_drivers.rfid import em4100, epc_lines, mercury, r2000  # noqa: F401

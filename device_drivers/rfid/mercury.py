@@ -49,29 +49,25 @@ _META_DATA = 0x0080
 _META_GPIO = 0x0100
 
 
+def _crc_table() -> tuple[int, ...]:
+    table = []
+    for byte in range(256):
+        crc = byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+        table.append(crc & 0xFFFF)
+    return tuple(table)
+
+
+_CRC_TABLE = _crc_table()
+
+
 def crc16(data: bytes | bytearray) -> int:
+    """The module's CRC, a byte at a time: shift the byte in, fold in what fell out of the top."""
     crc = 0xFFFF
     for byte in data:
-        for shift in range(7, -1, -1):
-            top = crc & 0x8000
-            crc = ((crc << 1) | ((byte >> shift) & 1)) & 0xFFFF
-            if top:
-                crc ^= 0x1021
+        crc = (((crc << 8) | byte) & 0xFFFF) ^ _CRC_TABLE[crc >> 8]
     return crc
-
-
-def _crc_ok(buf: bytearray, total: int) -> bool:
-    return crc16(buf[1:total - 2]) == int.from_bytes(buf[total - 2:total], "big")
-
-
-def _next_valid_frame(buf: bytearray, start: int) -> int | None:
-    pos = buf.find(HEADER, start)
-    while 0 <= pos < len(buf) - 1:
-        total = buf[pos + 1] + 7
-        if pos + total <= len(buf) and _crc_ok(buf[pos:], total):
-            return pos
-        pos = buf.find(HEADER, pos + 1)
-    return None
 
 
 class ModuleError(Exception):
@@ -95,23 +91,16 @@ class MercuryDecoder(StreamDecoder[TagRead]):
         self.reader = reader
         self.errors: list[ModuleError] = []
 
-    def _cut(self, buf: bytearray) -> tuple[int, bytes | None, str | None] | None:
-        start = buf.find(HEADER)
-        if start < 0:
-            return (len(buf), None, "garbage") if buf else None
-        if start > 0:
-            return start, None, "garbage"
-        if len(buf) < 2:
-            return None
-        total = buf[1] + 7  # header, length, opcode, status (2), data, crc (2)
-        if len(buf) < total:
-            # A 0xFF in noise can announce a long frame and swallow real ones: if a complete,
-            # CRC-valid frame already starts further on, this header was noise.
-            later = _next_valid_frame(buf, 1)
-            return (later, None, "garbage") if later else None
-        if not _crc_ok(buf, total):
-            return 1, None, "bad crc"  # skip this 0xFF only: the next frame may start inside
-        return total, bytes(buf[:total]), None
+    HEADER = HEADER
+    BAD = "bad crc"
+
+    def _length(self, buf: bytearray, pos: int) -> int | None:
+        # header, length, opcode, status (2), data, crc (2)
+        return buf[pos + 1] + 7 if len(buf) > pos + 1 else None
+
+    def _valid(self, buf: bytearray, pos: int, total: int) -> bool:
+        end = pos + total
+        return crc16(buf[pos + 1:end - 2]) == int.from_bytes(buf[end - 2:end], "big")
 
     def _decode(self, frame: bytes) -> list[TagRead]:
         opcode, status, data = split_response(frame)
