@@ -15,6 +15,7 @@ import tty
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+from device_drivers.rfid import mercury as m
 from device_drivers.rfid import mercury_encoder as enc
 
 EARTH_RADIUS_M = 6_371_000.0
@@ -94,3 +95,38 @@ def portal_passage(epcs: list[str], outer: int, inner: int, outward: bool, reads
             frames += [enc.tag_record_frame(epc, antenna, rssi_dbm + (4 if i == 1 else 0))
                        for i in range(reads_per_side)]
     return b"".join(frames)
+
+
+class MercuryModule:
+    """Answers host commands on a pseudo-terminal like an M6e Nano module: OK for what it accepts,
+    status 0x0105 (invalid parameter) for a read power above 30 dBm or an unknown region."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._buf = bytearray()
+        self.received: list[tuple[int, bytes]] = []  # (opcode, data) of every command, in order
+
+    def handle(self, data: bytes) -> None:
+        """Take host bytes; write the module's answers."""
+        self._buf += data
+        while (start := self._buf.find(m.HEADER)) >= 0 and len(self._buf) >= start + 2:
+            total = self._buf[start + 1] + 5  # host frames carry no status bytes
+            if len(self._buf) < start + total:
+                return
+            frame = bytes(self._buf[start:start + total])
+            del self._buf[:start + total]
+            if m.crc16(frame[1:-2]) != int.from_bytes(frame[-2:], "big"):
+                continue
+            opcode, payload = frame[2], frame[3:-2]
+            self.received.append((opcode, payload))
+            os.write(self.fd, self._answer(opcode, payload))
+
+    @staticmethod
+    def _answer(opcode: int, payload: bytes) -> bytes:
+        invalid = (opcode == m.OP_SET_READ_TX_POWER and int.from_bytes(payload[:2], "big", signed=True) > 3000) or (
+            opcode == m.OP_SET_REGION and payload[:1] not in {bytes([c]) for c in m.REGIONS.values()})
+        if invalid:
+            return enc.response(opcode, b"", status=0x0105)
+        if opcode == m.OP_MULTI_PROTOCOL_TAG_OP:
+            return enc.response(opcode, bytes.fromhex("01220000"))
+        return enc.response(opcode)

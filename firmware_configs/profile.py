@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from device_drivers.rfid import protocols
 
@@ -68,12 +68,22 @@ class Reader(_Strict):
     region: str = "EU"
     antennas: list[Antenna] = Field(min_length=1)
 
+    @field_validator("protocol")
+    @classmethod
+    def _known_protocol(cls, value: str) -> str:
+        if value not in protocols():
+            raise ValueError(f"protocol {value!r} is not one of: {', '.join(protocols())}")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        if value not in REGION_MAX_DBM:
+            raise ValueError(f"region {value!r} is not one of: {', '.join(REGION_MAX_DBM)}")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Reader:
-        if self.protocol not in protocols():
-            raise ValueError(f"protocol {self.protocol!r} is not one of: {', '.join(protocols())}")
-        if self.region not in REGION_MAX_DBM:
-            raise ValueError(f"region {self.region!r} is not one of: {', '.join(REGION_MAX_DBM)}")
         limit = REGION_MAX_DBM[self.region]
         for antenna in self.antennas:
             if not MIN_DBM <= antenna.power_dbm <= limit:

@@ -107,6 +107,20 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_apply(args: argparse.Namespace) -> int:
+    from firmware_configs import load_profile
+    from firmware_configs.apply import apply_profile
+
+    try:
+        applied = apply_profile(load_profile(args.file))
+    except (ValueError, TimeoutError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for reader, steps in applied.items():
+        print(f"{reader}: {', '.join(steps) or 'nothing to configure'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cargotrace", description="Cargo and truck tracking for a 3PL.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -150,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="device and site profiles", description="device and site profiles")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="COMMAND")
     p = add("validate", cmd_config_validate, "validate a profile and report every error", config_sub)
+    p.add_argument("file")
+    p = add("apply", cmd_config_apply, "send a profile's settings to its readers and check each answer", config_sub)
     p.add_argument("file")
     return parser
 

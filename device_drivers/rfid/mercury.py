@@ -8,6 +8,7 @@ register (no augmentation) as the module's firmware does; it is computed over ev
 
 from __future__ import annotations
 
+from collections import deque
 from datetime import UTC, datetime
 
 from device_drivers.framing import StreamDecoder
@@ -90,6 +91,7 @@ class MercuryDecoder(StreamDecoder[TagRead]):
         super().__init__()
         self.reader = reader
         self.errors: list[ModuleError] = []
+        self.responses: deque[tuple[int, int, bytes]] = deque(maxlen=64)  # answers to commands
 
     HEADER = HEADER
     BAD = "bad crc"
@@ -104,7 +106,10 @@ class MercuryDecoder(StreamDecoder[TagRead]):
 
     def _decode(self, frame: bytes) -> list[TagRead]:
         opcode, status, data = split_response(frame)
-        if status == STATUS_NO_TAGS or opcode != OP_READ_TAG_ID_MULTIPLE:
+        if opcode != OP_READ_TAG_ID_MULTIPLE:
+            self.responses.append((opcode, status, data))
+            return []
+        if status == STATUS_NO_TAGS:
             return []
         if status != STATUS_OK:
             self.errors.append(ModuleError(opcode, status))

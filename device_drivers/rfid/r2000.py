@@ -6,6 +6,7 @@ two's complement of the sum of every byte before it, the 0xA0 head included.
 
 from __future__ import annotations
 
+from collections import deque
 from datetime import UTC, datetime
 
 from device_drivers.framing import StreamDecoder
@@ -56,6 +57,8 @@ class R2000Decoder(StreamDecoder[TagRead]):
         super().__init__()
         self.reader = reader
         self.errors: list[ReaderError] = []
+        # Answers to commands as (command, status, data), status 0 for success as with Mercury.
+        self.responses: deque[tuple[int, int, bytes]] = deque(maxlen=64)
 
     HEADER = HEAD
 
@@ -70,6 +73,7 @@ class R2000Decoder(StreamDecoder[TagRead]):
     def _decode(self, frame: bytes) -> list[TagRead]:
         command, data = frame[3], frame[4:-1]
         if len(data) == 1:  # a one-byte answer is a status: success or an error code
+            self.responses.append((command, 0 if data[0] == SUCCESS else data[0], b""))
             if data[0] != SUCCESS:
                 self.errors.append(ReaderError(command, data[0]))
                 del self.errors[:-16]

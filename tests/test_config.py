@@ -1,0 +1,90 @@
+"""Profiles: validation with file, line and field; `config apply` against a simulated module."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+import serial
+
+from device_drivers.rfid.mercury import ModuleError
+from device_drivers.simulators import MercuryModule, open_pty_pair
+from firmware_configs import load_profile, validate_file
+from firmware_configs.apply import apply_reader, commands
+from firmware_configs.profile import Reader
+from tracking_api.cli import main
+
+PROFILES = Path(__file__).resolve().parent.parent / "firmware_configs" / "profiles"
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_profiles_are_valid(profile: Path) -> None:
+    assert validate_file(profile) == []
+    assert load_profile(profile).version
+
+
+def test_every_error_is_reported_with_file_line_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("gateway:\n  id: Dock_1\n  broker: http://x\nreaders:\n  - name: d3\n    protocol: acme-9000\n"
+                   "    port: /dev/ttyUSB0\n    antennas: []\n")
+    errors = validate_file(bad)
+    assert any(e.startswith(f"{bad}:2: gateway.id:") for e in errors)
+    assert any(e.startswith(f"{bad}:3: gateway.broker:") for e in errors)
+    assert any(":6: readers.0.protocol" in e and "thingmagic-mercury" in e for e in errors)  # allowed values listed
+    assert main(["config", "validate", str(bad)]) == 1
+
+
+def test_power_beyond_the_region_limit_is_refused(tmp_path: Path) -> None:
+    profile = tmp_path / "hot.yaml"
+    profile.write_text("gateway: {id: dock-1}\nreaders:\n  - name: d3\n    protocol: thingmagic-mercury\n"
+                       "    port: /dev/null\n    region: EU\n    antennas:\n"
+                       "      - {port: 1, read_point: wh/d3, power_dbm: 33}\n")
+    (error,) = validate_file(profile)
+    assert "33.0 dBm outside 5.0..30.0 dBm allowed in region EU" in error
+
+
+def _reader(power: float) -> Reader:
+    return Reader.model_validate({"name": "d3", "protocol": "thingmagic-mercury", "port": "x", "region": "NA",
+                                  "antennas": [{"port": 1, "read_point": "wh/d3", "power_dbm": power}]})
+
+
+def _run_module(fd: int, stop: threading.Event) -> MercuryModule:
+    """Serve a simulated module on the master side; start it once the port is open (a master without
+    an open slave reads EIO)."""
+    module = MercuryModule(fd)
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                module.handle(os.read(fd, 256))
+            except OSError:
+                return
+
+    threading.Thread(target=serve, daemon=True).start()
+    return module
+
+
+def test_apply_sends_the_profile_as_module_commands_and_checks_each_answer() -> None:
+    fd, path = open_pty_pair()
+    stop = threading.Event()
+    with serial.Serial(path, timeout=0.2) as port:
+        module = _run_module(fd, stop)
+        done = apply_reader(_reader(27), port)
+    stop.set()
+    os.close(fd)
+    assert done == ["region NA", "protocol Gen2", "antenna 1", "read power 27.0 dBm"]
+    assert [frame for _, frame in module.received] == [step.frame[3:-2] for step in commands(_reader(27))]
+
+
+def test_a_refused_setting_is_a_clear_error() -> None:
+    fd, path = open_pty_pair()
+    stop = threading.Event()
+    reader = _reader(27).model_copy(update={"antennas": [_reader(27).antennas[0].model_copy(
+        update={"power_dbm": 31.5})]})  # slips past validation: the module itself refuses it
+    with serial.Serial(path, timeout=0.2) as port, pytest.raises(ModuleError, match="invalid parameter"):
+        _run_module(fd, stop)
+        apply_reader(reader, port)
+    stop.set()
+    os.close(fd)
