@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from device_drivers.rfid import mercury as m
 from device_drivers.rfid import mercury_encoder as enc
+from device_drivers.rfid import r2000
 
 EARTH_RADIUS_M = 6_371_000.0
 
@@ -97,32 +98,70 @@ def portal_passage(epcs: list[str], outer: int, inner: int, outward: bool, reads
     return b"".join(frames)
 
 
-class MercuryModule:
-    """Answers host commands on a pseudo-terminal like an M6e Nano module: OK for what it accepts,
-    status 0x0105 (invalid parameter) for a read power above 30 dBm or an unknown region."""
+class _CommandedDevice:
+    """A simulated reader that answers the host's command frames on its pseudo-terminal."""
+
+    HEADER = 0
+    fd: int
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self._buf = bytearray()
-        self.received: list[tuple[int, bytes]] = []  # (opcode, data) of every command, in order
+        self.received: list[tuple[int, bytes]] = []  # (command, data) of every command, in order
 
     def handle(self, data: bytes) -> None:
-        """Take host bytes; write the module's answers."""
+        """Take host bytes; write the device's answers."""
         self._buf += data
-        while (start := self._buf.find(m.HEADER)) >= 0 and len(self._buf) >= start + 2:
-            total = self._buf[start + 1] + 5  # host frames carry no status bytes
+        while (start := self._buf.find(self.HEADER)) >= 0 and len(self._buf) >= start + 2:
+            total = self._host_frame_length(self._buf[start + 1])
             if len(self._buf) < start + total:
                 return
             frame = bytes(self._buf[start:start + total])
             del self._buf[:start + total]
-            if m.crc16(frame[1:-2]) != int.from_bytes(frame[-2:], "big"):
-                continue
-            opcode, payload = frame[2], frame[3:-2]
-            self.received.append((opcode, payload))
-            os.write(self.fd, self._answer(opcode, payload))
+            command = self._command(frame)
+            if command is not None:
+                self.received.append(command)
+                os.write(self.fd, self._answer(*command))
 
-    @staticmethod
-    def _answer(opcode: int, payload: bytes) -> bytes:
+    def _host_frame_length(self, length_byte: int) -> int:
+        raise NotImplementedError
+
+    def _command(self, frame: bytes) -> tuple[int, bytes] | None:
+        raise NotImplementedError
+
+    def _answer(self, command: int, payload: bytes) -> bytes:
+        raise NotImplementedError
+
+
+class R2000Reader(_CommandedDevice):
+    """Answers like an R2000 reader: 0x10 success, 0x4C for an output power above 33 dBm."""
+
+    HEADER = r2000.HEAD
+
+    def _host_frame_length(self, length_byte: int) -> int:
+        return length_byte + 2
+
+    def _command(self, frame: bytes) -> tuple[int, bytes] | None:
+        return (frame[3], frame[4:-1]) if r2000.checksum(frame[:-1]) == frame[-1] else None
+
+    def _answer(self, command: int, payload: bytes) -> bytes:
+        refused = command == r2000.CMD_SET_OUTPUT_POWER and payload[:1] > b"\x21"
+        return r2000.frame(1, command, bytes([0x4C if refused else r2000.SUCCESS]))
+
+
+class MercuryModule(_CommandedDevice):
+    """Answers host commands like an M6e Nano module: OK for what it accepts, status 0x0105
+    (invalid parameter) for a read power above 30 dBm or an unknown region."""
+
+    HEADER = m.HEADER
+
+    def _host_frame_length(self, length_byte: int) -> int:
+        return length_byte + 5  # host frames carry no status bytes
+
+    def _command(self, frame: bytes) -> tuple[int, bytes] | None:
+        return (frame[2], frame[3:-2]) if m.crc16(frame[1:-2]) == int.from_bytes(frame[-2:], "big") else None
+
+    def _answer(self, opcode: int, payload: bytes) -> bytes:
         invalid = (opcode == m.OP_SET_READ_TX_POWER and int.from_bytes(payload[:2], "big", signed=True) > 3000) or (
             opcode == m.OP_SET_REGION and payload[:1] not in {bytes([c]) for c in m.REGIONS.values()})
         if invalid:

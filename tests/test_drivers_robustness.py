@@ -28,7 +28,7 @@ GOOD: dict[str, tuple[bytes, Callable[[], object]]] = {
 
 
 def _buffered(decoder: object) -> int:
-    return decoder.buffered if hasattr(decoder, "buffered") else len(decoder._buf)  # type: ignore[attr-defined]
+    return decoder.buffered  # type: ignore[attr-defined]
 
 
 def _bound(name: str) -> int:

@@ -8,6 +8,8 @@ register (no augmentation) as the module's firmware does; it is computed over ev
 
 from __future__ import annotations
 
+from array import array
+from binascii import crc_hqx
 from collections import deque
 from datetime import UTC, datetime
 
@@ -63,12 +65,24 @@ def _crc_table() -> tuple[int, ...]:
 _CRC_TABLE = _crc_table()
 
 
-def crc16(data: bytes | bytearray) -> int:
-    """The module's CRC, a byte at a time: shift the byte in, fold in what fell out of the top."""
-    crc = 0xFFFF
-    for byte in data:
-        crc = (((crc << 8) | byte) & 0xFFFF) ^ _CRC_TABLE[crc >> 8]
+def _shift_in_zero_bytes(crc: int) -> int:
+    """The register after shifting in two zero bytes: crc · x^16 mod P."""
+    for _ in range(2):
+        crc = ((crc << 8) & 0xFFFF) ^ _CRC_TABLE[crc >> 8]
     return crc
+
+
+# The module's CRC S = (init·x^n + M) mod P, while binascii.crc_hqx (C speed) gives
+# (init'·x^n + M·x^16) mod P. With init' = init·x^16 the latter is S·x^16, so one table lookup of
+# the inverse of "times x^16" turns the fast CRC into the module's.
+_UNSHIFT = array("H", bytes(2 * 65536))
+for _value in range(65536):
+    _UNSHIFT[_shift_in_zero_bytes(_value)] = _value
+_INIT = _shift_in_zero_bytes(0xFFFF)
+
+
+def crc16(data: bytes | bytearray) -> int:
+    return _UNSHIFT[crc_hqx(data, _INIT)]
 
 
 class ModuleError(Exception):
