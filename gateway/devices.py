@@ -41,6 +41,7 @@ class DeviceReader(threading.Thread):
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
             backoff = 0.5
+            log.info("%s: open %s", self.device, self.port)
             self.decoder = self.make_decoder()
             self.out.put((self.device, "up"))
             try:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -63,3 +67,38 @@ class Subscriber:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+class Processes:
+    """`cargotrace` commands as separate processes, each with its own log file."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env, self.logs, self.procs = env, logs, []
+
+    def start(self, name: str, *args: str) -> None:
+        log = (self.logs / f"{name}.log").open("ab")
+        self.procs.append((name, subprocess.Popen([sys.executable, "-m", "tracking_api.cli", *args], env=self.env,
+                                                  stdout=log, stderr=subprocess.STDOUT)))
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs:
+            assert proc.poll() is None, f"{name} exited: {(self.logs / f'{name}.log').read_text()[-3000:]}"
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Signal one process (SIGKILL: no clean-up at all) and forget it."""
+        for entry in [e for e in self.procs if e[0] == name]:
+            entry[1].send_signal(sig)
+            entry[1].wait(15)
+            self.procs.remove(entry)
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text()
+
+    def stop(self) -> None:
+        for _, proc in self.procs:
+            proc.terminate()
+        for _, proc in self.procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()

@@ -4,8 +4,6 @@ serial bytes → gateways → Mosquitto → ingest → PostgreSQL → CRM link �
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,36 +17,13 @@ import yaml
 from crm_link.directory import upsert_customer, upsert_site, upsert_vehicle
 from device_drivers import epc
 from device_drivers.simulators import drive, open_pty_pair, portal_passage
-from tests.helpers import wait_for
+from tests.helpers import Processes, wait_for
 from tracking_api.embedded import free_port, wait_for_port
 from tracking_api.keys import create_key
 
 WAREHOUSE = (31.2304, 121.4737)
 CUSTOMER_SITE = (31.2404, 121.4837)  # ~1.5 km away
 PALLETS = [epc.sgtin_uri("0614141", "812345", serial) for serial in (101, 102, 103)]
-
-
-class Processes:
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env, self.logs, self.procs = env, logs, []
-
-    def start(self, name: str, *args: str) -> None:
-        log = (self.logs / f"{name}.log").open("wb")
-        self.procs.append((name, subprocess.Popen([sys.executable, "-m", "tracking_api.cli", *args], env=self.env,
-                                                  stdout=log, stderr=subprocess.STDOUT)))
-
-    def check_alive(self) -> None:
-        for name, proc in self.procs:
-            assert proc.poll() is None, f"{name} exited: {(self.logs / f'{name}.log').read_text()[-3000:]}"
-
-    def stop(self) -> None:
-        for _, proc in self.procs:
-            proc.terminate()
-        for _, proc in self.procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 def _profile(path: Path, gateway_id: str, mqtt_url: str, **devices: object) -> str:

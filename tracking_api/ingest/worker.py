@@ -8,6 +8,7 @@ shared subscription; each needs its own stable CARGOTRACE_INGEST_CLIENT_ID.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import signal
@@ -118,6 +119,7 @@ class IngestWorker:
             self.client.loop_stop()
             if conn is not None:
                 conn.close()
+            log.info("ingest stopped: %s", json.dumps(dict(self.counters), sort_keys=True))
 
     def _collect(self, stop: threading.Event) -> tuple[list[mqtt.MQTTMessage], Batch]:
         """Messages until the batch holds enough events or its time is up."""
