@@ -60,6 +60,7 @@ class IngestWorker:
         client.on_subscribe = lambda *_: self.subscribed.set()
         client.on_message = lambda _c, _u, msg: self.inbox.put(msg)
         client.reconnect_delay_set(1, 30)
+        client.enable_logger(log)
         return client
 
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object,
