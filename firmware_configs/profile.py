@@ -47,6 +47,8 @@ class Gateway(_Strict):
     tls_ca_file: str | None = None
     outbox: str = "var/outbox.sqlite"
     outbox_max_events: int = Field(2_000_000, ge=1000)
+    metrics_listen: str | None = Field(None, pattern=r"^[0-9a-zA-Z.:-]+:[0-9]{1,5}$",
+                                       description="host:port of /metrics and /healthz; off when unset")
     batch_events: int = Field(500, ge=1, le=5000)
     batch_bytes: int = Field(256_000, ge=1024, le=1_000_000)
     smoothing: Smoothing = Smoothing()

@@ -17,6 +17,7 @@ from firmware_configs.profile import Reader
 from gateway.contract import iso_ms
 from gateway.devices import DeviceReader
 from gateway.gps_filter import TrackFilter
+from gateway.metrics import Sample, serve
 from gateway.outbox import Outbox
 from gateway.publisher import Publisher
 from gateway.smoothing import Smoother
@@ -50,6 +51,8 @@ class Gateway:
         self.queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=100_000)
         self.readers = {r.name: r for r in profile.readers}
         self.antennas = {(r.name, a.port): a for r in profile.readers for a in r.antennas}
+        self.devices: list[DeviceReader] = []
+        self.observations = 0
 
     def run(self, stop: threading.Event) -> None:
         devices = [DeviceReader(r.name, r.port, r.baud, lambda r=r: decoder_for(r.protocol, r.name), self.queue, stop,
@@ -57,7 +60,12 @@ class Gateway:
         if self.profile.gps:
             gps = self.profile.gps
             devices.append(DeviceReader(GPS_DEVICE, gps.port, gps.baud, NmeaDecoder, self.queue, stop))
+        self.devices = devices
         self.publisher.devices = {d.device: "starting" for d in devices}
+        metrics = None
+        if self.profile.gateway.metrics_listen:
+            metrics = serve(self.profile.gateway.metrics_listen, self.samples,
+                            lambda: self.publisher.connected.is_set() and "down" not in self.publisher.devices.values())
         self.publisher.start()
         for device in devices:
             device.start()
@@ -70,6 +78,8 @@ class Gateway:
                 device.join(timeout=2)
             self.publisher.stop()
             self.outbox.close()
+            if metrics:
+                metrics.shutdown()
 
     def step(self, now: datetime, flush: bool = False) -> None:
         """One turn of the loop: take what the devices read, store what is due, publish."""
@@ -81,7 +91,9 @@ class Gateway:
                 device, value = self.queue.get_nowait()
         except queue.Empty:
             pass
-        items += [("rfid", obs, False) for obs in self.smoother.due(now, everything=flush)]
+        observations = self.smoother.due(now, everything=flush)
+        self.observations += len(observations)
+        items += [("rfid", obs, False) for obs in observations]
         if items:
             self.outbox.append_many(items)
         self.publisher.counters = self.counters()
@@ -103,6 +115,29 @@ class Gateway:
             self.publisher.devices[device] = value
             if self.publisher.connected.is_set():
                 self.publisher.publish_state()
+
+    def samples(self) -> list[Sample]:
+        g = "cargotrace_gateway_"
+        out: list[Sample] = [
+            (g + "raw_reads_total", {}, self.smoother.raw_reads),
+            (g + "stray_reads_total", {}, self.smoother.stray),
+            (g + "observations_total", {}, self.observations),
+            (g + "fixes_accepted_total", {}, self.track.accepted),
+            (g + "gps_gaps_total", {}, self.track.gaps),
+            (g + "outbox_depth", {}, self.outbox.depth()),
+            (g + "outbox_oldest_age_seconds", {}, self.outbox.oldest_age_s()),
+            (g + "outbox_refused_total", {}, self.outbox.refused),
+            (g + "published_events_total", {}, self.publisher.published_events),
+            (g + "broker_connected", {}, float(self.publisher.connected.is_set())),
+        ]
+        out += [(g + "fixes_dropped_total", {"reason": r}, n) for r, n in self.track.dropped.items()]
+        for device in self.devices:
+            out.append((g + "device_up", {"device": device.device}, float(self.publisher.devices.get(device.device)
+                                                                              == "up")))
+            out.append((g + "device_reopens_total", {"device": device.device}, device.reopens))
+            bad = device.decoder.bad_frames if device.decoder is not None else {}
+            out += [(g + "bad_frames_total", {"device": device.device, "reason": r}, n) for r, n in bad.items()]
+        return out
 
     def counters(self) -> dict[str, Any]:
         return {"raw_reads": self.smoother.raw_reads, "stray_reads": self.smoother.stray,

@@ -113,3 +113,15 @@ def test_arbitrary_bytes_never_raise_and_the_next_epoch_is_found(noise: bytes, p
     fixes = [f for i in range(0, len(stream), piece) for f in decoder.feed(stream[i:i + piece])]
     fixes += decoder.flush()
     assert ts in [f.ts for f in fixes]
+
+
+@given(lat=st.floats(-89.9, 89.9), lon=st.floats(-179.9, 179.9), speed=st.floats(0, 250),
+       course=st.floats(0, 359.9), seconds=st.integers(0, 86_399), sats=st.integers(4, 40))
+def test_sentences_of_a_fix_decode_back_to_it(lat: float, lon: float, speed: float, course: float, seconds: int,
+                                             sats: int) -> None:
+    ts = datetime(2026, 7, 1, tzinfo=UTC) + timedelta(seconds=seconds)
+    decoder = NmeaDecoder()
+    (fix,) = decoder.feed(fix_sentences(ts, lat, lon, speed, course, sats=sats)) + decoder.flush()
+    assert fix.ts == ts and fix.sats == sats and fix.quality == 1
+    assert abs(fix.lat - lat) < 1e-6 and abs(fix.lon - lon) < 1e-6  # 4 decimals of minutes ≈ 0.2 m
+    assert abs(fix.speed_kmh - speed) < 0.01 and abs(fix.course_deg - course) < 0.051

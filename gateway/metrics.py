@@ -1,0 +1,44 @@
+"""The gateway's local health and metrics endpoint (Prometheus text format), on a loopback port."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+Sample = tuple[str, dict[str, str], float]  # name, labels, value
+
+
+def render(samples: list[Sample]) -> str:
+    lines = []
+    for name, labels, value in samples:
+        label_text = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        lines.append(f"{name}{{{label_text}}} {value:g}" if labels else f"{name} {value:g}")
+    return "\n".join(lines) + "\n"
+
+
+def serve(listen: str, collect: Callable[[], list[Sample]], healthy: Callable[[], bool]) -> ThreadingHTTPServer:
+    host, port = listen.rsplit(":", 1)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/metrics":
+                status, body, kind = 200, render(collect()), "text/plain; version=0.0.4"
+            elif self.path == "/healthz":
+                ok = healthy()
+                status, body, kind = (200 if ok else 503), ("ok\n" if ok else "degraded\n"), "text/plain"
+            else:
+                status, body, kind = 404, "not found\n", "text/plain"
+            data = body.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:  # scrapes every few seconds: not worth a log line
+            pass
+
+    server = ThreadingHTTPServer((host, int(port)), Handler)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server
