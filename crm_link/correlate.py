@@ -57,7 +57,8 @@ def _read(cur: psycopg.Cursor, kind: str) -> tuple[list[Event], tuple[str, int] 
 
 
 def process_pending(conn: psycopg.Connection) -> int:
-    """Apply every committed, not yet consumed observation and fix; returns the transitions made."""
+    """Apply every committed, not yet consumed observation and fix; returns how many demands changed status
+    (a demand counts once per batch even when it moved several steps)."""
     transitions = 0
     while True:
         with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:

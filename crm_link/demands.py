@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import psycopg
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from crm_link.identifiers import gtin_serial_to_uri, sscc_to_uri
 
@@ -25,6 +25,7 @@ class Item(BaseModel):
     serial: str | None = None
     company_prefix_length: int | None = Field(None, ge=6, le=12)
     quantity: int = Field(1, ge=1, le=100_000)
+    _uri: str = PrivateAttr("")
 
     @model_validator(mode="after")
     def _one_identity(self) -> Item:
@@ -35,15 +36,19 @@ class Item(BaseModel):
             raise ValueError("sscc and gtin need company_prefix_length to map to an EPC")
         if self.gtin is not None and self.serial is None:
             raise ValueError("gtin needs a serial")
+        # Mapped here so a wrong check digit or an unencodable serial is a validation error.
+        if self.sscc:
+            self._uri = sscc_to_uri(self.sscc, self.company_prefix_length or 0)
+        elif self.gtin:
+            self._uri = gtin_serial_to_uri(self.gtin, self.serial or "", self.company_prefix_length or 0)
+        else:
+            self._uri = self.epc_uri or ""
         return self
 
     @property
     def uri(self) -> str:
-        if self.epc_uri:
-            return self.epc_uri
-        if self.sscc:
-            return sscc_to_uri(self.sscc, self.company_prefix_length or 0)
-        return gtin_serial_to_uri(self.gtin or "", self.serial or "", self.company_prefix_length or 0)
+        """The EPC pure identity URI the tag of this item carries."""
+        return self._uri
 
 
 class Destination(BaseModel):
