@@ -40,6 +40,8 @@ class Subscriber:
         self.client.on_connect = lambda c, *_: c.subscribe(topic_filter, qos=1)
         self.client.on_subscribe = lambda *_: subscribed.set()
         self.client.on_message = self._on_message
+        if url.username:
+            self.client.username_pw_set(url.username, url.password)
         self.client.connect(url.hostname or "127.0.0.1", url.port or 1883)
         self.client.loop_start()
         assert subscribed.wait(10), "subscription not acknowledged by the broker"

@@ -47,8 +47,8 @@ class Stream:
             infos.append(self.client.publish(topic(gateway, "gps"), body, qos=1))
             if bad_every and m % bad_every == 0:
                 infos.append(self.client.publish(topic(gateway, "rfid"), b'{"schema":"cargotrace.rfid/1"', qos=1))
-        for info in infos:
-            info.wait_for_publish(60)
+        # Messages published while the broker is away are queued by paho and sent on reconnect.
+        wait_for(lambda: all(info.is_published() for info in infos), timeout=300, what="PUBACKs")
         return messages * events
 
     def close(self) -> None:

@@ -1,0 +1,70 @@
+"""The shipped Mosquitto ACL on a real broker: a gateway writes only its own topics, an unknown
+client is refused, ingest reads everything, and the legitimate path works end to end."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from tests.brokers import Mosquitto
+from tests.helpers import Subscriber, wait_for
+
+ACL = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "cargotrace.acl"
+USERS = {"dock-wh-sh1": "s3cret-dock", "truck-trk-042": "s3cret-truck", "ingest": "s3cret-ingest"}
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Mosquitto:
+    passwd = tmp_path / "passwd"
+    passwd.touch()
+    for user, password in USERS.items():  # hashed by mosquitto itself, as an operator does it
+        subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, password], check=True)
+    b = Mosquitto(tmp_path / "broker", anonymous=False, extra=f"password_file {passwd}\nacl_file {ACL}\n").start()
+    yield b
+    b.stop()
+
+
+def connect(broker: Mosquitto, user: str, password: str, client_id: str = "") -> tuple[mqtt.Client, object]:
+    result: dict[str, object] = {}
+    done = threading.Event()
+    # MQTT 3.1.1, as gateways speak it
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or user)
+    client.username_pw_set(user, password)
+
+    def on_connect(c: mqtt.Client, u: object, f: object, reason: object, p: object) -> None:
+        result["reason"] = reason
+        done.set()
+
+    client.on_connect = on_connect
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    assert done.wait(10)
+    return client, result["reason"]
+
+
+def test_a_gateway_writes_only_its_own_topics_and_strangers_are_refused(broker: Mosquitto) -> None:
+    reader = Subscriber(broker.url.replace("mqtt://", "mqtt://ingest:s3cret-ingest@"), "cargotrace/v1/#")
+    dock, reason = connect(broker, "dock-wh-sh1", USERS["dock-wh-sh1"])
+    assert not reason.is_failure
+    dock.publish("cargotrace/v1/dock-wh-sh1/rfid", b"own", qos=1).wait_for_publish(10)
+    wait_for(lambda: [m.payload for m in reader.messages] == [b"own"], what="the gateway's own message")
+    # The dock's credentials used to write as the truck: the broker drops the message (and this
+    # Mosquitto also drops the offending connection).
+    forger, _ = connect(broker, "dock-wh-sh1", USERS["dock-wh-sh1"], client_id="dock-wh-sh1-forger")
+    forger.publish("cargotrace/v1/truck-trk-042/gps", b"forged", qos=1)
+    wait_for(lambda: not forger.is_connected(), what="the broker to act on the forged message")
+    truck, _ = connect(broker, "truck-trk-042", USERS["truck-trk-042"])
+    truck.publish("cargotrace/v1/truck-trk-042/gps", b"real", qos=1).wait_for_publish(10)
+    wait_for(lambda: len(reader.messages) == 2, what="the truck's own message")
+    assert [m.payload for m in reader.messages] == [b"own", b"real"]  # the forged one never arrived
+    for client in (dock, forger, truck):
+        client.loop_stop()
+    reader.close()
+
+    stranger, reason = connect(broker, "dock-wh-sh1", "wrong-password")
+    assert reason.is_failure and reason.value in (0x86, 0x87)  # bad credentials / not authorized
+    stranger.loop_stop()
