@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from crm_link import exceptions
 from crm_link.geo import Geofence
 from crm_link.status import BIZ_STEP, RANK
 
@@ -57,8 +58,8 @@ def _read(cur: psycopg.Cursor, kind: str) -> tuple[list[Event], tuple[str, int] 
 
 
 def process_pending(conn: psycopg.Connection) -> int:
-    """Apply every committed, not yet consumed observation and fix; returns how many demands changed status
-    (a demand counts once per batch even when it moved several steps)."""
+    """Apply every committed, not yet consumed observation and fix; returns how many demands changed
+    status or got a new exception (once per batch, even when a demand moved several steps)."""
     transitions = 0
     while True:
         with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
@@ -105,10 +106,10 @@ def _observation(cur: psycopg.Cursor, event: Event) -> set[int]:
     if not o["epc_uri"]:
         return set()
     site = o["read_point"].split("/", 1)[0]
+    touched = exceptions.misloads(cur, o)
     cur.execute("SELECT d.id, d.status, d.origin_site_id, d.destination_site_id, i.id AS item_id "
                 "FROM demand_items i JOIN demands d ON d.id = i.demand_id "
                 "WHERE i.epc_uri = %s AND d.status <> 'delivered' FOR UPDATE OF d, i", (o["epc_uri"],))
-    touched = set()
     for demand in cur.fetchall():
         if site == demand["origin_site_id"] and o["direction"] in ("out", None) and RANK[demand["status"]] <= 2:
             cur.execute("UPDATE demand_items SET loaded_at = coalesce(loaded_at, %s) WHERE id = %s",
@@ -148,6 +149,7 @@ def _position(cur: psycopg.Cursor, event: Event) -> set[int]:
         if demand["status"] in ("loading", "loaded") and demand["o_lat"] is not None:
             origin = Geofence(demand["o_lat"], demand["o_lon"], demand["o_radius"] or DEFAULT_RADIUS_M)
             if not origin.contains(*here) and _advance(cur, demand, "in_transit", event, None, *here):
+                exceptions.missing_cargo(cur, demand["id"], p["vehicle_id"], event.ts)
                 touched.add(demand["id"])
         if demand["status"] == "in_transit" and demand["d_lat"] is not None:
             destination = Geofence(demand["d_lat"], demand["d_lon"], demand["d_radius"] or DEFAULT_RADIUS_M)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -20,8 +21,9 @@ ITEMS = ["urn:epc:id:sgtin:0614141.812345.1", "urn:epc:id:sgtin:0614141.812345.2
 _seq = itertools.count(1)
 
 
-@pytest.fixture
-def conn(db_url: str) -> Iterator[psycopg.Connection]:
+@contextmanager
+def world(db_url: str) -> Iterator[psycopg.Connection]:
+    """A connection to a database with a customer, a warehouse, the customer's DC and a truck."""
     with psycopg.connect(db_url) as conn:
         upsert_customer(conn, "acme", "ACME Trading")
         upsert_site(conn, "wh-sh1", "Warehouse Shanghai 1", *WAREHOUSE, 300, doors=["door-03", "door-04"])
@@ -31,15 +33,21 @@ def conn(db_url: str) -> Iterator[psycopg.Connection]:
         yield conn
 
 
+@pytest.fixture
+def conn(db_url: str) -> Iterator[psycopg.Connection]:
+    with world(db_url) as conn:
+        yield conn
+
+
 def demand(**over: object) -> DemandRecord:
     return DemandRecord.model_validate({"origin_site_id": "wh-sh1", "destination": {"site_id": "acme-pd"},
                                         "vehicle_id": "TRK-042", "items": [{"epc_uri": u} for u in ITEMS], **over})
 
 
-def observe(conn: psycopg.Connection, uri_serial: int, read_point: str, direction: str | None, at: datetime) -> None:
+def observe(conn: psycopg.Connection, epc_uri: str, read_point: str, direction: str | None, at: datetime) -> None:
     conn.execute("INSERT INTO tag_observations (gateway_id, seq, ts, epc, epc_uri, read_point, reader, antenna, "
                  "rssi_dbm, reads, first_seen, direction) VALUES ('gw', %s, %s, 'AA', %s, %s, 'r', 1, -50, 5, %s, %s)",
-                 (next(_seq), at, f"urn:epc:id:sgtin:0614141.812345.{uri_serial}", read_point, at, direction))
+                 (next(_seq), at, epc_uri, read_point, at, direction))
     conn.commit()
 
 
@@ -56,10 +64,10 @@ def status(conn: psycopg.Connection, demand_id: int) -> str:
 def test_a_shipment_walks_from_pending_to_delivered(conn: psycopg.Connection) -> None:
     demand_id, created = upsert_demand(conn, "acme", "SO-1001", demand())
     assert created and status(conn, demand_id) == "pending"
-    observe(conn, 1, "wh-sh1/door-03", "out", T0)
+    observe(conn, ITEMS[0], "wh-sh1/door-03", "out", T0)
     process_pending(conn)
     assert status(conn, demand_id) == "loading"
-    observe(conn, 2, "wh-sh1/door-03", "out", T0 + timedelta(seconds=5))
+    observe(conn, ITEMS[1], "wh-sh1/door-03", "out", T0 + timedelta(seconds=5))
     fix(conn, *WAREHOUSE, T0 + timedelta(seconds=30))  # still in the yard
     process_pending(conn)
     assert status(conn, demand_id) == "loaded"
@@ -67,10 +75,10 @@ def test_a_shipment_walks_from_pending_to_delivered(conn: psycopg.Connection) ->
     process_pending(conn)
     assert status(conn, demand_id) == "in_transit"
     fix(conn, CUSTOMER_SITE[0] + 0.001, CUSTOMER_SITE[1], T0 + timedelta(minutes=30))  # ~110 m from the gate
-    observe(conn, 1, "acme-pd/door-01", "in", T0 + timedelta(minutes=35))
+    observe(conn, ITEMS[0], "acme-pd/door-01", "in", T0 + timedelta(minutes=35))
     process_pending(conn)
     assert status(conn, demand_id) == "arrived"  # one of two items received
-    observe(conn, 2, "acme-pd/door-01", None, T0 + timedelta(minutes=36))
+    observe(conn, ITEMS[1], "acme-pd/door-01", None, T0 + timedelta(minutes=36))
     process_pending(conn)
     timeline = conn.execute("SELECT status, biz_step, place FROM shipment_events WHERE demand_id = %s ORDER BY ts",
                             (demand_id,)).fetchall()
@@ -81,11 +89,11 @@ def test_a_shipment_walks_from_pending_to_delivered(conn: psycopg.Connection) ->
 
 def test_restarting_the_correlator_neither_repeats_nor_skips(conn: psycopg.Connection, db_url: str) -> None:
     demand_id, _ = upsert_demand(conn, "acme", "SO-1002", demand())
-    observe(conn, 1, "wh-sh1/door-03", "out", T0)
+    observe(conn, ITEMS[0], "wh-sh1/door-03", "out", T0)
     assert process_pending(conn) == 1
     with psycopg.connect(db_url) as other:  # a new process after a restart
         assert process_pending(other) == 0
-        observe(conn, 2, "wh-sh1/door-03", "out", T0 + timedelta(seconds=1))
+        observe(conn, ITEMS[1], "wh-sh1/door-03", "out", T0 + timedelta(seconds=1))
         assert process_pending(other) == 1
     assert status(conn, demand_id) == "loaded"
     assert conn.execute("SELECT count(*) FROM shipment_events WHERE demand_id = %s", (demand_id,)).fetchone()[0] == 2
@@ -93,8 +101,8 @@ def test_restarting_the_correlator_neither_repeats_nor_skips(conn: psycopg.Conne
 
 def test_reads_at_the_wrong_place_or_direction_do_not_move_the_status(conn: psycopg.Connection) -> None:
     demand_id, _ = upsert_demand(conn, "acme", "SO-1003", demand())
-    observe(conn, 1, "wh-sh1/door-03", "in", T0)  # coming back in, not loading out
-    observe(conn, 1, "acme-pd/door-01", "in", T0)  # at the destination before it ever left
+    observe(conn, ITEMS[0], "wh-sh1/door-03", "in", T0)  # coming back in, not loading out
+    observe(conn, ITEMS[0], "acme-pd/door-01", "in", T0)  # at the destination before it ever left
     fix(conn, 31.26, 121.50, T0)  # the truck drives off, but nothing was loaded
     process_pending(conn)
     assert status(conn, demand_id) == "pending"
