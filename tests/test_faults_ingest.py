@@ -70,14 +70,15 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
     b.stop()
 
 
-def _procs(tmp_path: Path, db_url: str, broker: Mosquitto) -> Processes:
+def _procs(tmp_path: Path, db_url: str, broker: Mosquitto, shared_group: str = "") -> Processes:
     env = {**os.environ, "CARGOTRACE_DATABASE_URL": db_url, "CARGOTRACE_MQTT_URL": broker.url,
-           "CARGOTRACE_INGEST_SHARED_GROUP": f"g{uuid.uuid4().hex[:6]}"}
+           "CARGOTRACE_INGEST_SHARED_GROUP": shared_group}
     return Processes(env, tmp_path)
 
 
 def _start_worker(procs: Processes, name: str) -> None:
-    procs.env = {**procs.env, "CARGOTRACE_INGEST_CLIENT_ID": f"{name}-{procs.env['CARGOTRACE_INGEST_SHARED_GROUP']}"}
+    # Stable per test and worker: a restarted worker resumes its persistent session.
+    procs.env = {**procs.env, "CARGOTRACE_INGEST_CLIENT_ID": f"{name}-{procs.logs.name}"[-64:]}
     procs.start(name, "ingest")
     wait_for(lambda: "subscribed" in procs.log(name), timeout=30, what=f"{name} to subscribe")
 
@@ -101,7 +102,7 @@ def test_sigkill_mid_stream_then_restart_stores_every_event_once(tmp_path: Path,
 
 def test_two_workers_share_the_stream_without_loss_or_duplicates(tmp_path: Path, db_url: str,
                                                                  broker: Mosquitto) -> None:
-    procs = _procs(tmp_path, db_url, broker)
+    procs = _procs(tmp_path, db_url, broker, shared_group="ingest")
     _start_worker(procs, "ingest-a")
     _start_worker(procs, "ingest-b")
     stream = Stream(broker.url)

@@ -26,7 +26,11 @@ class Settings(BaseSettings):
     ingest_batch_events: int = 2000
     ingest_batch_seconds: float = 0.2
     ingest_max_message_bytes: int = 1_048_576
-    ingest_shared_group: str = "ingest"
+    # Empty: one plain subscription, which Mosquitto 2.0 keeps in the persistent session across a
+    # broker restart. A group name ("ingest") splits the stream among workers via $share/..., but
+    # Mosquitto 2.0 does not restore shared subscriptions after a restart: messages arriving before
+    # the workers subscribe again are dropped (see docs/ingest.md).
+    ingest_shared_group: str = ""
     ingest_mqtt_v5: bool = Field(True, description="v5 persistent session and shared subscription; "
                                                    "false for 3.1.1-only brokers (the embedded one)")
     ingest_session_expiry_s: int = 7 * 24 * 3600

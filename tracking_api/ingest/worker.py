@@ -70,7 +70,8 @@ class IngestWorker:
             return
         s = self.settings
         topic = f"{TOPIC_ROOT}/+/+"
-        client.subscribe(f"$share/{s.ingest_shared_group}/{topic}" if s.ingest_mqtt_v5 else topic, qos=1)
+        shared = s.ingest_mqtt_v5 and s.ingest_shared_group
+        client.subscribe(f"$share/{s.ingest_shared_group}/{topic}" if shared else topic, qos=1)
         log.info("ingest connected and subscribed")
 
     def run(self, stop: threading.Event) -> None:
