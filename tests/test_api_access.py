@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from crm_link.correlate import process_pending
 from crm_link.directory import upsert_customer, upsert_site, upsert_vehicle
 from tracking_api.http.app import create_app
 from tracking_api.keys import create_key, revoke_key
@@ -126,3 +128,49 @@ json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats
 def test_arbitrary_demand_bodies_are_rejected_cleanly_never_500(api: Api, body: object) -> None:
     response = api.call("PUT", "/v1/demands/SO-fuzz", "crm", json=body)
     assert response.status_code in (200, 201, 422), response.text
+
+
+def test_health_reports_the_database(api: Api) -> None:
+    assert api.client.get("/healthz").json() == {"status": "ok", "database": "ok"}
+
+
+def test_health_is_503_problem_when_the_database_is_unreachable() -> None:
+    with socket.socket() as probe:  # a port that was just free: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    down = Settings(database_url=f"postgresql://postgres@127.0.0.1:{port}/cargotrace?connect_timeout=1")
+    with TestClient(create_app(down)) as client:
+        response = client.get("/healthz")
+    assert response.status_code == 503 and response.headers["content-type"] == "application/problem+json"
+
+
+def test_a_shipment_shows_its_timeline_progress_and_open_exceptions(api: Api) -> None:
+    with psycopg.connect(api.db_url) as conn:
+        conn.execute("INSERT INTO tag_observations (gateway_id, seq, ts, epc, epc_uri, read_point, reader, antenna, "
+                     "reads, first_seen, direction) VALUES ('dock', 1, now(), 'AA', %s, 'wh-sh1/door-03', 'r', 1, 3, "
+                     "now(), 'out')", (DEMAND["items"][0]["epc_uri"],))
+        conn.commit()
+        process_pending(conn)
+        conn.execute("INSERT INTO exceptions (demand_id, vehicle_id, type, opened_at) "
+                     "SELECT id, vehicle_id, 'late', now() FROM demands WHERE external_ref = 'SO-1'")
+    body = api.call("GET", "/v1/shipments/SO-1", "acme").json()
+    assert (body["status"], body["status_word"]) == ("loaded", "InfoReceived")
+    assert [e["status"] for e in body["timeline"]] == ["loading", "loaded"]
+    assert body["items"] == {"total": 1, "loaded": 1, "delivered": 0}
+    assert [e["type"] for e in body["exceptions"]] == ["late"]
+    loaded = api.call("GET", "/v1/shipments?status=loaded", "acme").json()["shipments"]
+    assert [s["external_ref"] for s in loaded] == ["SO-1"]
+    assert api.call("GET", "/v1/shipments?status=pending", "acme").json()["shipments"] == []
+
+
+def test_a_changed_record_is_200_and_its_history_is_kept(api: Api) -> None:
+    assert api.call("PUT", "/v1/demands/SO-1", "crm", json=DEMAND).status_code == 200
+    assert api.call("PUT", "/v1/demands/SO-1", "crm", json={**DEMAND, "rush": True}).status_code == 200
+    with psycopg.connect(api.db_url) as conn:
+        assert [r[0] for r in conn.execute("SELECT changes FROM demand_history")] == [{"rush": {"from": False,
+                                                                                                  "to": True}}]
+
+
+def test_a_vehicle_without_fixes_is_404(api: Api) -> None:
+    assert api.call("GET", "/v1/vehicles/TRK-999/position", "dispatcher").status_code == 404
+    assert api.call("GET", "/v1/vehicles/TRK-042/position", "admin").json()["lat"] == 31.25

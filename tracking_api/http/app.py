@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import psycopg
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import Field
 
 from crm_link.demands import DemandRecord, UnknownReference, upsert_demand
@@ -18,6 +19,7 @@ from tracking_api.keys import Principal
 from tracking_api.settings import Settings
 
 Ref = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+HEALTH_TIMEOUT_S = 3.0
 VehicleId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 
 
@@ -40,8 +42,12 @@ def create_app(settings: Settings) -> FastAPI:
             yield c
 
     @app.get("/healthz", tags=["ops"])
-    def healthz(c: Any = Depends(conn)) -> dict[str, str]:
-        c.execute("SELECT 1")
+    def healthz(request: Request) -> dict[str, str]:
+        try:
+            with request.app.state.pool.connection(timeout=HEALTH_TIMEOUT_S) as c:
+                c.execute("SELECT 1")
+        except (psycopg.Error, PoolTimeout):
+            raise HTTPException(503, "the database does not answer") from None
         return {"status": "ok", "database": "ok"}
 
     @app.put("/v1/demands/{external_ref}", tags=["integration"], status_code=200)

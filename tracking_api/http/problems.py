@@ -21,7 +21,8 @@ def problem(status: int, title: str, detail: str | None = None, **extra: object)
 def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        titles = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed"}
+        titles = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+                  503: "Service Unavailable"}
         return problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail))
 
     @app.exception_handler(RequestValidationError)

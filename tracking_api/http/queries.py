@@ -30,6 +30,9 @@ def shipment(conn: psycopg.Connection, customer_id: str, external_ref: str) -> d
         row["timeline"] = cur.execute(
             "SELECT status, ts, biz_step, place, lat, lon FROM shipment_events WHERE demand_id = %s ORDER BY id",
             (demand_id,)).fetchall()
+        row["exceptions"] = cur.execute(
+            "SELECT type, state, opened_at FROM exceptions WHERE demand_id = %s AND state <> 'resolved' ORDER BY id",
+            (demand_id,)).fetchall()
         row["last_position"] = last_position(conn, row["vehicle_id"]) if row["vehicle_id"] else None
     return row
 
