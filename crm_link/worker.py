@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 
 import psycopg
 
@@ -13,6 +14,7 @@ from tracking_api.ingest.writer import NOTIFY_CHANNEL
 from tracking_api.settings import Settings
 
 log = logging.getLogger(__name__)
+STOP_CHECK_S = 0.5
 
 
 def run(settings: Settings, stop: threading.Event | None = None) -> None:
@@ -29,11 +31,17 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
                 backoff = 0.5
                 while not stop.is_set():
                     process_pending(conn)
-                    # Wake on the next commit of ingest, or after the poll period: rows whose
-                    # transaction was still running at the last pass are picked up then.
-                    for _ in listener.notifies(timeout=settings.crm_poll_seconds, stop_after=1):
-                        pass
+                    _wait(listener, settings.crm_poll_seconds, stop)
         except psycopg.OperationalError as exc:
             log.warning("database unavailable (%s); retrying in %.1f s", exc, backoff)
             stop.wait(backoff)
             backoff = min(backoff * 2, 15.0)
+
+
+def _wait(listener: psycopg.Connection, period: float, stop: threading.Event) -> None:
+    """Until ingest's next commit, or the poll period (rows whose transaction was still running at
+    the last pass are picked up then). Waits in short slices so a stop is seen promptly."""
+    deadline = time.monotonic() + period
+    while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+        if next(listener.notifies(timeout=min(left, STOP_CHECK_S), stop_after=1), None) is not None:
+            return

@@ -174,3 +174,11 @@ def test_a_changed_record_is_200_and_its_history_is_kept(api: Api) -> None:
 def test_a_vehicle_without_fixes_is_404(api: Api) -> None:
     assert api.call("GET", "/v1/vehicles/TRK-999/position", "dispatcher").status_code == 404
     assert api.call("GET", "/v1/vehicles/TRK-042/position", "admin").json()["lat"] == 31.25
+
+
+def test_an_expired_key_is_401(api: Api) -> None:
+    with psycopg.connect(api.db_url) as conn:
+        conn.execute("UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE prefix = %s",
+                     (api.keys["dispatcher"].split("_")[1],))
+    assert api.call("GET", "/v1/vehicles/TRK-042/position", "dispatcher").status_code == 401
+    assert api.call("GET", "/v1/vehicles/TRK-042/position", "admin").status_code == 200
