@@ -57,7 +57,7 @@ class IngestWorker:
         if url.scheme == "mqtts":
             client.tls_set()
         client.on_connect = self._on_connect
-        client.on_subscribe = lambda *_: self.subscribed.set()
+        client.on_subscribe = self._on_subscribe
         client.on_message = lambda _c, _u, msg: self.inbox.put(msg)
         client.reconnect_delay_set(1, 30)
         client.enable_logger(log)
@@ -72,7 +72,11 @@ class IngestWorker:
         topic = f"{TOPIC_ROOT}/+/+"
         shared = s.ingest_mqtt_v5 and s.ingest_shared_group
         client.subscribe(f"$share/{s.ingest_shared_group}/{topic}" if shared else topic, qos=1)
-        log.info("ingest connected and subscribed")
+        log.info("ingest connected")
+
+    def _on_subscribe(self, *_: object) -> None:
+        log.info("ingest subscribed")  # the broker now keeps every message for this session
+        self.subscribed.set()
 
     def run(self, stop: threading.Event) -> None:
         s = self.settings
