@@ -1,8 +1,8 @@
 """Observations and fixes → shipment status transitions, consumed in commit order.
 
 Each source table has a durable cursor (txid, id) in `consumer_cursors`. Only rows whose writing
-transaction is older than every transaction still running are read (txid below the snapshot's
-xmin), so no row can later appear behind the cursor; the cursor moves in the same transaction as
+transaction is older than every transaction still running in this database are read (txid below
+the horizon), so no row can later appear behind the cursor; the cursor moves in the same transaction as
 the transitions it caused, so a restart neither skips nor repeats one.
 """
 
@@ -41,6 +41,20 @@ _SOURCES = {
 }
 
 
+# The oldest transaction still running in this database (as a 64-bit xid), or the next xid when
+# none is: rows below it can no longer be joined by rows committed later. Only this database's
+# writers count, so a long transaction elsewhere on the cluster does not stall the status feed
+# (pg_snapshot_xmin would count every database's). 32-bit backend xids are widened against the
+# snapshot's xmax, which is at most 2^31 ahead of any running xid.
+_HORIZON = """
+    SELECT coalesce(min(s.xmax - ((s.xmax %% 4294967296) - a.backend_xid::text::numeric + 4294967296) %% 4294967296),
+                    s.xmax)::text::xid8
+    FROM (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::numeric AS xmax) s
+    LEFT JOIN pg_stat_activity a
+           ON a.datname = current_database() AND a.backend_xid IS NOT NULL AND a.pid <> pg_backend_pid()
+    GROUP BY s.xmax"""
+
+
 def _read(cur: psycopg.Cursor, kind: str) -> tuple[list[Event], tuple[str, int] | None]:
     table, cols = _SOURCES[kind]
     consumer = f"status:{table}"
@@ -48,7 +62,7 @@ def _read(cur: psycopg.Cursor, kind: str) -> tuple[list[Event], tuple[str, int] 
     cur.execute("SELECT txid::text, id FROM consumer_cursors WHERE consumer = %s FOR UPDATE", (consumer,))
     txid, last_id = cur.fetchone().values()
     cur.execute(f"SELECT txid::text AS txid, {cols} FROM {table} "
-                "WHERE (txid, id) > (%s::xid8, %s) AND txid < pg_snapshot_xmin(pg_current_snapshot()) "
+                "WHERE (txid, id) > (%s::xid8, %s) AND txid < (" + _HORIZON + ") "
                 "ORDER BY txid, id LIMIT %s", (txid, last_id, BATCH))
     rows = cur.fetchall()
     if not rows:
