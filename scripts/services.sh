@@ -44,5 +44,7 @@ if ! port_open 1883; then
 fi
 # --- gpsd, the reference NMEA decoder the GPS driver is checked against live ----------------------
 command -v gpsd >/dev/null && command -v gpspipe >/dev/null || apt_install gpsd gpsd-clients
+# openssl makes the throw-away certificates of the TLS tests
+command -v openssl >/dev/null || apt_install openssl
 
 echo "services: PostgreSQL :5432 and Mosquitto :1883 up; gpsd installed"

@@ -28,12 +28,15 @@ def broker(tmp_path: Path) -> Mosquitto:
     b.stop()
 
 
-def connect(broker: Mosquitto, user: str, password: str, client_id: str = "") -> tuple[mqtt.Client, object]:
+def connect(broker: Mosquitto, user: str, password: str, client_id: str = "",
+            tls_ca: Path | None = None) -> tuple[mqtt.Client, object]:
     result: dict[str, object] = {}
     done = threading.Event()
     # MQTT 3.1.1, as gateways speak it
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or user)
     client.username_pw_set(user, password)
+    if tls_ca:
+        client.tls_set(ca_certs=str(tls_ca))
 
     def on_connect(c: mqtt.Client, u: object, f: object, reason: object, p: object) -> None:
         result["reason"] = reason
