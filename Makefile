@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# PostgreSQL + TimescaleDB compiled to WASM, for the TimescaleDB statements (Debian has no package)
+PGLITE := tests/pglite/node_modules/.package-lock.json
 
 .PHONY: demo test test-all lint services clean
 
@@ -18,11 +20,14 @@ demo: $(STAMP)
 services:
 	bash scripts/services.sh
 
-test: $(STAMP) services
+$(PGLITE): tests/pglite/package-lock.json
+	npm ci --prefix tests/pglite --no-audit --no-fund
+
+test: $(STAMP) services $(PGLITE)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
-test-all: $(STAMP) services
+test-all: $(STAMP) services $(PGLITE)
 	$(BIN)/pytest -m ''
 
 lint: $(STAMP)

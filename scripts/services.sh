@@ -44,6 +44,8 @@ if ! port_open 1883; then
 fi
 # --- gpsd, the reference NMEA decoder the GPS driver is checked against live ----------------------
 command -v gpsd >/dev/null && command -v gpspipe >/dev/null || apt_install gpsd gpsd-clients
+# node runs PostgreSQL + TimescaleDB compiled to WASM for the TimescaleDB checks
+command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
 # openssl makes the throw-away certificates of the TLS tests
 command -v openssl >/dev/null || apt_install openssl
 
