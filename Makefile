@@ -32,7 +32,6 @@ test-all: $(STAMP) services $(PGLITE)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	duplicates --most 20 || true
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis
