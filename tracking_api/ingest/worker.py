@@ -41,6 +41,7 @@ class IngestWorker:
         self.inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue(maxsize=settings.ingest_receive_maximum)
         self.counters: Counter[str] = Counter()
         self.subscribed = threading.Event()
+        self.stopping = threading.Event()
         self.client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
@@ -58,7 +59,7 @@ class IngestWorker:
             client.tls_set()
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
-        client.on_message = lambda _c, _u, msg: self.inbox.put(msg)
+        client.on_message = self._on_message
         client.reconnect_delay_set(1, 30)
         client.enable_logger(log)
         return client
@@ -73,6 +74,16 @@ class IngestWorker:
         shared = s.ingest_mqtt_v5 and s.ingest_shared_group
         client.subscribe(f"$share/{s.ingest_shared_group}/{topic}" if shared else topic, qos=1)
         log.info("ingest connected")
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        # Blocks the network thread while the queue is full (backpressure), but never past a stop:
+        # a message dropped then was not acknowledged, so the broker delivers it again.
+        while not self.stopping.is_set():
+            try:
+                self.inbox.put(msg, timeout=0.5)
+                return
+            except queue.Full:
+                continue
 
     def _on_subscribe(self, *_: object) -> None:
         log.info("ingest subscribed")  # the broker now keeps every message for this session
@@ -121,6 +132,7 @@ class IngestWorker:
                 self.counters["observations"] += written.observations
                 self.counters["positions"] += written.positions
         finally:
+            self.stopping.set()
             self.client.disconnect()
             self.client.loop_stop()
             if conn is not None:

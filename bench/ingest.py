@@ -1,0 +1,182 @@
+"""Ingest cost against the floor of an idempotent write, measured in one run on the same tables.
+
+    python -m bench.ingest [--events 500000] [--database postgresql://...] [--broker mqtt://127.0.0.1:1883]
+
+(a) binary COPY of N events into the staging table plus the idempotent insert, in batches of 2 000
+    (the floor cost of an idempotent write);
+(b) our path: publisher → Mosquitto → `cargotrace ingest` (a separate process) → committed rows;
+(c) a naive bridge: one INSERT and one commit per message of one event (measured on a sample).
+Prints rows/s of each and the ratios b/a and b/c, then the publish → commit delay at a steady rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import psycopg
+
+from gateway.contract import GPS_SCHEMA, batch, iso_ms, topic
+from tracking_api.db.migrate import migrate
+from tracking_api.ingest.validate import parse
+from tracking_api.ingest.writer import Batch, Writer
+
+EVENTS_PER_MESSAGE = 100
+BASE = datetime(2026, 11, 2, tzinfo=UTC)
+
+
+def event(seq: int) -> dict:
+    return {"seq": seq, "vehicle": f"TRK-{seq % 50:03d}", "ts": iso_ms(BASE + timedelta(milliseconds=seq * 10)),
+            "lat": 31.2 + (seq % 1000) * 1e-5, "lon": 121.4, "speed_kmh": 40.0, "course_deg": 90.0, "hdop": 0.9,
+            "sats": 9, "quality": 1, "alt_m": 12.0}
+
+
+def messages(gateway: str, first_seq: int, n_events: int) -> list[bytes]:
+    return [batch(GPS_SCHEMA, gateway, [event(s) for s in range(start, min(start + EVENTS_PER_MESSAGE,
+                                                                             first_seq + n_events))])
+            for start in range(first_seq, first_seq + n_events, EVENTS_PER_MESSAGE)]
+
+
+def fresh_database(admin: str) -> str:
+    name = f"bench_ingest_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = admin.rsplit("/", 1)[0] + "/" + name
+    migrate(url)
+    return url
+
+
+def count(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT count(*) FROM positions").fetchone()[0]
+
+
+def floor_copy(url: str, n: int) -> float:
+    """(a): rows already parsed, only COPY + idempotent insert per batch of 2 000."""
+    rows = [parse(topic("bench-a", "gps"), m, 10**7, now=BASE) for m in messages("bench-a", 1, n)]
+    with psycopg.connect(url) as conn:
+        writer = Writer(conn)
+        start = time.perf_counter()
+        for i in range(0, len(rows), 2000 // EVENTS_PER_MESSAGE):
+            writer.write(Batch(rows=rows[i:i + 2000 // EVENTS_PER_MESSAGE]))
+        return n / (time.perf_counter() - start)
+
+
+def naive(url: str, n: int) -> float:
+    """(c): one INSERT and one commit per one-event message."""
+    with psycopg.connect(url) as conn:
+        start = time.perf_counter()
+        for seq in range(1, n + 1):
+            e = event(seq)
+            conn.execute("INSERT INTO positions (gateway_id, seq, ts, vehicle_id, lat, lon, speed_kmh, course_deg, "
+                         "hdop, sats, quality, alt_m) VALUES ('bench-c', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                         "ON CONFLICT DO NOTHING", (e["seq"], e["ts"], e["vehicle"], e["lat"], e["lon"], e["speed_kmh"],
+                                                   e["course_deg"], e["hdop"], e["sats"], e["quality"], e["alt_m"]))
+            conn.commit()
+        return n / (time.perf_counter() - start)
+
+
+def publisher(broker: str) -> mqtt.Client:
+    host, port = broker.removeprefix("mqtt://").split(":")
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.max_inflight_messages_set(1000)
+    client.connect(host, int(port))
+    client.loop_start()
+    return client
+
+
+def end_to_end(url: str, broker: str, n: int) -> float:
+    """(b): publish everything, time until the last row is committed by the ingest process."""
+    env = {**os.environ, "CARGOTRACE_DATABASE_URL": url, "CARGOTRACE_MQTT_URL": broker,
+           "CARGOTRACE_INGEST_CLIENT_ID": f"bench-{uuid.uuid4().hex[:6]}"}
+    log = Path(tempfile.mkdtemp()) / "ingest.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "tracking_api.cli", "ingest"], env=env, stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 30
+        while b"subscribed" not in log.read_bytes():
+            if time.monotonic() > deadline:
+                raise SystemExit("ingest did not subscribe")
+            time.sleep(0.1)
+        payloads = messages("bench-b", 1, n)
+        client = publisher(broker)
+        start = time.perf_counter()
+        for payload in payloads:
+            client.publish(topic("bench-b", "gps"), payload, qos=1)
+        while count(url) < n:
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - start
+        client.loop_stop()
+        return n / elapsed
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def delay(url: str, broker: str, rate: int, seconds: int) -> list[float]:
+    """Publish → commit delay of single-event messages at a steady rate (events/s)."""
+    env = {**os.environ, "CARGOTRACE_DATABASE_URL": url, "CARGOTRACE_MQTT_URL": broker,
+           "CARGOTRACE_INGEST_CLIENT_ID": f"bench-{uuid.uuid4().hex[:6]}"}
+    proc = subprocess.Popen([sys.executable, "-m", "tracking_api.cli", "ingest"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(2)
+    client = publisher(broker)
+    sent: dict[int, float] = {}
+    per_message = 10
+    interval = per_message / rate
+    start = time.perf_counter()
+    seq = 10**9
+    for i in range(int(rate * seconds / per_message)):
+        target = start + i * interval
+        while time.perf_counter() < target:
+            time.sleep(0.0005)
+        body = batch(GPS_SCHEMA, "bench-d", [{**event(s), "ts": iso_ms(datetime.now(UTC))}
+                                              for s in range(seq, seq + per_message)])
+        sent[seq] = time.time()
+        client.publish(topic("bench-d", "gps"), body, qos=1)
+        seq += per_message
+    time.sleep(3)
+    client.loop_stop()
+    proc.terminate()
+    proc.wait(15)
+    with psycopg.connect(url) as conn:
+        committed = dict(conn.execute("SELECT seq, extract(epoch FROM received_at) FROM positions "
+                                      "WHERE gateway_id = 'bench-d' AND seq = ANY(%s)", (list(sent),)).fetchall())
+    return sorted(float(committed[s]) - t for s, t in sent.items() if s in committed)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=500_000)
+    parser.add_argument("--naive-events", type=int, default=5_000, help="sample size for the naive bridge")
+    parser.add_argument("--database", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--broker", default="mqtt://127.0.0.1:1883")
+    parser.add_argument("--rate", type=int, default=5000, help="events/s for the delay measurement")
+    args = parser.parse_args()
+
+    url = fresh_database(args.database)
+    a = floor_copy(url, args.events)
+    print(f"(a) COPY + idempotent insert   {a:12,.0f} rows/s", flush=True)
+    b = end_to_end(url, args.broker, args.events)
+    print(f"(b) publisher → broker → ingest {b:12,.0f} rows/s", flush=True)
+    c = naive(url, args.naive_events)
+    print(f"(c) naive INSERT+commit/message {c:12,.0f} rows/s  (sample of {args.naive_events:,})", flush=True)
+    print(f"b/a = {b / a:.2f}   b/c = {b / c:.1f}")
+    delays = delay(url, args.broker, args.rate, 20)
+    if delays:
+        p50, p99 = statistics.median(delays), delays[int(len(delays) * 0.99) - 1]
+        print(f"publish → commit at {args.rate:,} events/s: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms "
+              f"({len(delays):,} messages)")
+
+
+if __name__ == "__main__":
+    main()
