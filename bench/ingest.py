@@ -55,9 +55,9 @@ def fresh_database(admin: str) -> str:
     return url
 
 
-def count(url: str) -> int:
+def count(url: str, gateway: str) -> int:
     with psycopg.connect(url) as conn:
-        return conn.execute("SELECT count(*) FROM positions").fetchone()[0]
+        return conn.execute("SELECT count(*) FROM positions WHERE gateway_id = %s", (gateway,)).fetchone()[0]
 
 
 def floor_copy(url: str, n: int) -> float:
@@ -112,7 +112,7 @@ def end_to_end(url: str, broker: str, n: int) -> float:
         start = time.perf_counter()
         for payload in payloads:
             client.publish(topic("bench-b", "gps"), payload, qos=1)
-        while count(url) < n:
+        while count(url, "bench-b") < n:
             time.sleep(0.05)
         elapsed = time.perf_counter() - start
         client.loop_stop()
