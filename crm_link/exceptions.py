@@ -35,42 +35,50 @@ def missing_cargo(cur: psycopg.Cursor, demand_id: int, vehicle_id: str, at: date
     return bool(missing) and open_exception(cur, "missing_cargo", demand_id, vehicle_id, at, {"missing": missing})
 
 
-# (cargo read, vehicle tag read) pairs at the same dock door within the window, where the
-# vehicle is not the one the cargo's demand assigns. The given observation is either side of the
-# pair, so whichever of the two reads commits last finds the other.
-_MISLOADS = """
-WITH me AS (
-    SELECT %(epc)s::text AS epc, %(read_point)s::text AS read_point, %(ts)s::timestamptz AS ts,
-           coalesce(%(direction)s::text, 'out') = 'out' AS outbound, %(window)s::interval AS window,
-           EXISTS (SELECT 1 FROM vehicles WHERE tag_epc_uri = %(epc)s::text) AS is_vehicle
-), pairs AS (
-    SELECT me.epc AS cargo_epc, me.ts AS cargo_ts, t.epc_uri AS vehicle_epc, t.ts AS vehicle_ts
-    FROM me JOIN tag_observations t ON t.read_point = me.read_point
-         AND t.ts BETWEEN me.ts - me.window AND me.ts + me.window
-    WHERE NOT me.is_vehicle AND me.outbound
-    UNION ALL
-    SELECT c.epc_uri, c.ts, me.epc, me.ts
-    FROM me JOIN tag_observations c ON c.read_point = me.read_point
-         AND c.ts BETWEEN me.ts - me.window AND me.ts + me.window
-    WHERE me.is_vehicle AND coalesce(c.direction, 'out') = 'out' AND c.epc_uri IS NOT NULL
-)
-SELECT DISTINCT ON (d.id, v.id) d.id AS demand_id, v.id AS vehicle_id, d.vehicle_id AS planned_vehicle_id,
-       p.cargo_epc AS epc_uri, greatest(p.cargo_ts, p.vehicle_ts) AS at
-FROM pairs p
-JOIN vehicles v ON v.tag_epc_uri = p.vehicle_epc
-JOIN demand_items i ON i.epc_uri = p.cargo_epc
-JOIN demands d ON d.id = i.demand_id AND d.status <> 'delivered' AND d.vehicle_id <> v.id
-     AND d.origin_site_id = split_part(%(read_point)s::text, '/', 1)
-ORDER BY d.id, v.id, at
+# A cargo read out at a door, paired with other vehicles' tag reads at that door within the window
+# (one index probe by (epc_uri, ts) per tagged vehicle).
+_CARGO_SIDE = """
+SELECT d.id AS demand_id, v.id AS vehicle_id, d.vehicle_id AS planned_vehicle_id,
+       %(epc)s::text AS epc_uri, greatest(%(ts)s::timestamptz, min(seen.ts)) AS at
+FROM demand_items i
+JOIN demands d ON d.id = i.demand_id AND d.status <> 'delivered' AND d.origin_site_id = %(site)s::text
+JOIN vehicles v ON v.tag_epc_uri IS NOT NULL AND v.id <> d.vehicle_id
+CROSS JOIN LATERAL (
+    SELECT t.ts FROM tag_observations t
+    WHERE t.epc_uri = v.tag_epc_uri AND t.read_point = %(read_point)s::text
+      AND t.ts BETWEEN %(ts)s::timestamptz - %(window)s::interval AND %(ts)s::timestamptz + %(window)s::interval
+    ORDER BY t.ts LIMIT 1) seen
+WHERE i.epc_uri = %(epc)s::text
+GROUP BY d.id, v.id
+"""
+
+# A vehicle's tag read at a door, paired with the cargo read out at that door within the window.
+_VEHICLE_SIDE = """
+SELECT d.id AS demand_id, %(vehicle_id)s::text AS vehicle_id, d.vehicle_id AS planned_vehicle_id,
+       min(c.epc_uri) AS epc_uri, greatest(%(ts)s::timestamptz, min(c.ts)) AS at
+FROM tag_observations c
+JOIN demand_items i ON i.epc_uri = c.epc_uri
+JOIN demands d ON d.id = i.demand_id AND d.status <> 'delivered' AND d.origin_site_id = %(site)s::text
+     AND d.vehicle_id <> %(vehicle_id)s::text
+WHERE c.read_point = %(read_point)s::text AND coalesce(c.direction, 'out') = 'out'
+  AND c.ts BETWEEN %(ts)s::timestamptz - %(window)s::interval AND %(ts)s::timestamptz + %(window)s::interval
+GROUP BY d.id, d.vehicle_id
 """
 
 
 def misloads(cur: psycopg.Cursor, observation: dict[str, Any]) -> set[int]:
-    """Open `misload` for cargo put on a vehicle other than its demand's, seen from the cargo's or
-    the vehicle's read (an observation row: epc_uri, read_point, ts, direction); returns the
-    demands that got a new exception."""
-    cur.execute(_MISLOADS, {"epc": observation["epc_uri"], "read_point": observation["read_point"],
-                            "ts": observation["ts"], "direction": observation["direction"], "window": DOCK_WINDOW})
+    """Open `misload` for cargo put on a vehicle other than its demand's (ARCHITECTURE §6), seen
+    from the cargo's or the vehicle's read at a dock door, so whichever of the two commits last
+    finds the other. `observation` is a tag_observations row; returns the demands that got a new
+    exception."""
+    cur.execute("SELECT id FROM vehicles WHERE tag_epc_uri = %s", (observation["epc_uri"],))
+    vehicle = cur.fetchone()
+    if vehicle is None and observation["direction"] not in ("out", None):
+        return set()
+    params = {"epc": observation["epc_uri"], "read_point": observation["read_point"], "ts": observation["ts"],
+              "site": observation["read_point"].split("/", 1)[0], "window": DOCK_WINDOW,
+              "vehicle_id": vehicle and vehicle["id"]}
+    cur.execute(_CARGO_SIDE if vehicle is None else _VEHICLE_SIDE, params)
     opened = set()
     for row in cur.fetchall():
         evidence = {"epc_uri": row["epc_uri"], "read_point": observation["read_point"],
