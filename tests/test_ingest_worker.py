@@ -136,3 +136,13 @@ def test_arbitrary_payloads_are_rows_or_rejections_never_crashes(payload: bytes,
         parse(f"cargotrace/v1/gw-1/{kind}", payload, 1_000_000)
     except Rejected as exc:
         assert exc.reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(stamp=st.text(max_size=40), field=st.sampled_from(["first_seen", "last_seen"]))
+def test_any_time_text_is_a_row_or_a_rejection(stamp: str, field: str) -> None:
+    payload = batch(RFID_SCHEMA, "gw-1", [rfid_event(1, **{field: stamp})])
+    try:
+        parse("cargotrace/v1/gw-1/rfid", payload, 1_000_000)
+    except Rejected as exc:
+        assert exc.reason in ("schema violation", "bad time", "time out of range")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import jsonschema
+import fastjsonschema
 
 from device_drivers import epc as epc_codec
 from gateway.contract import KINDS, json_schema, parse_topic
@@ -17,10 +18,13 @@ from gateway.contract import KINDS, json_schema, parse_topic
 EARLIEST = datetime(2020, 1, 1, tzinfo=UTC)
 MAX_FUTURE = timedelta(hours=24)
 
-_VALIDATORS = {
-    name: jsonschema.Draft202012Validator(json_schema(name), format_checker=jsonschema.FormatChecker())
-    for name in KINDS.values()
-}
+def _compile(name: str) -> Callable[[Any], Any]:
+    # The contract's schemas use only keywords draft-07 shares with 2020-12; fastjsonschema turns
+    # them into Python code, ~20x faster than interpreting them on every event.
+    return fastjsonschema.compile({**json_schema(name), "$schema": "http://json-schema.org/draft-07/schema#"})
+
+
+_VALIDATORS = {name: _compile(name) for name in KINDS.values()}
 
 
 class Rejected(Exception):
@@ -41,7 +45,10 @@ class Rows:
 
 
 def _time(value: str, now: datetime) -> datetime:
-    ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise Rejected("bad time", value[:40]) from None
     if ts.tzinfo is None:
         raise Rejected("bad time", f"{value} has no time zone")
     if not EARLIEST <= ts <= now + MAX_FUTURE:
@@ -71,10 +78,10 @@ def parse(topic: str, payload: bytes, max_bytes: int, now: datetime | None = Non
         raise Rejected("invalid json", str(exc)[:200]) from None
     if not isinstance(body, dict) or body.get("schema") != KINDS[kind]:
         raise Rejected("wrong schema", f"topic {kind} needs {KINDS[kind]}")
-    error = jsonschema.exceptions.best_match(_VALIDATORS[KINDS[kind]].iter_errors(body))
-    if error is not None:
-        where = "/".join(map(str, error.absolute_path))
-        raise Rejected("schema violation", f"{where}: {error.message}"[:300])
+    try:
+        _VALIDATORS[KINDS[kind]](body)
+    except fastjsonschema.JsonSchemaValueException as error:
+        raise Rejected("schema violation", error.message[:300]) from None
     if body["gateway"] != gateway_id:
         raise Rejected("gateway mismatch", f"topic {gateway_id}, body {body['gateway']}")
     rows = Rows()

@@ -75,7 +75,7 @@ CREATE TABLE customers (
 CREATE TABLE api_keys (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     prefix      text NOT NULL UNIQUE,                 -- public part, shown in lists and logs
-    secret_hash text NOT NULL,                        -- scrypt of the secret part
+    secret_hash text NOT NULL,                        -- SHA-256 of the 256-bit secret part
     role        text NOT NULL CHECK (role IN ('customer', 'dispatcher', 'integration', 'admin')),
     customer_id text REFERENCES customers (id),
     label       text NOT NULL DEFAULT '',
