@@ -28,7 +28,7 @@ import psycopg
 from gateway.contract import GPS_SCHEMA, batch, iso_ms, topic
 from tracking_api.db.migrate import migrate
 from tracking_api.ingest.validate import parse
-from tracking_api.ingest.writer import Batch, Writer
+from tracking_api.ingest.writer import Accepted, Batch, Writer
 
 EVENTS_PER_MESSAGE = 100
 BASE = datetime(2026, 11, 2, tzinfo=UTC)
@@ -62,12 +62,13 @@ def count(url: str, gateway: str) -> int:
 
 def floor_copy(url: str, n: int) -> float:
     """(a): rows already parsed, only COPY + idempotent insert per batch of 2 000."""
-    rows = [parse(topic("bench-a", "gps"), m, 10**7, now=BASE) for m in messages("bench-a", 1, n)]
+    name = topic("bench-a", "gps")
+    accepted = [Accepted(name, m, parse(name, m, 10**7, now=BASE)) for m in messages("bench-a", 1, n)]
     with psycopg.connect(url) as conn:
         writer = Writer(conn)
         start = time.perf_counter()
-        for i in range(0, len(rows), 2000 // EVENTS_PER_MESSAGE):
-            writer.write(Batch(rows=rows[i:i + 2000 // EVENTS_PER_MESSAGE]))
+        for i in range(0, len(accepted), 2000 // EVENTS_PER_MESSAGE):
+            writer.write(Batch(accepted=accepted[i:i + 2000 // EVENTS_PER_MESSAGE]))
         return n / (time.perf_counter() - start)
 
 

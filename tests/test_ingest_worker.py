@@ -99,6 +99,10 @@ def test_malformed_messages_become_dead_letters_and_valid_ones_still_land(
         "time out of range": (rfid_topic, batch(RFID_SCHEMA, gateway_id, [rfid_event(
             1, first_seen="1999-01-01T00:00:00.000Z", last_seen="1999-01-01T00:00:01.000Z")])),
         "oversized": (rfid_topic, b" " * 2_000_000),
+        # Valid JSON to Python, but nothing PostgreSQL can store: these must not stall the stream.
+        "unstorable text": (rfid_topic, batch(RFID_SCHEMA, gateway_id, [rfid_event(1, reader="door\x00")])),
+        "nan": (topic(gateway_id, "gps"), batch(GPS_SCHEMA, gateway_id, [gps_event(1)]).replace(b"31.23", b"NaN")),
+        "deep": (topic(gateway_id, "state"), b"[" * 100_000),
     }
     pub = Publisher(mqtt_url)
     for topic_name, payload in bad.values():
@@ -110,9 +114,10 @@ def test_malformed_messages_become_dead_letters_and_valid_ones_still_land(
         reasons = [r for (r,) in conn.execute("SELECT reason FROM dead_letters")]
         payloads = [bytes(p) for (p,) in conn.execute("SELECT payload FROM dead_letters")]
     for expected in ("invalid json", "wrong schema", "gateway mismatch", "schema violation", "oversized",
-                     "time out of range"):
+                     "time out of range", "unstorable text"):
         assert any(r.startswith(expected) for r in reasons), expected
     assert b"{not json" in payloads
+    assert ingest.counters["rejected: invalid json"] == 3  # counted by reason
 
 
 def test_commits_are_announced_to_listeners(ingest: IngestWorker, db_url: str, mqtt_url: str,
@@ -145,4 +150,4 @@ def test_any_time_text_is_a_row_or_a_rejection(stamp: str, field: str) -> None:
     try:
         parse("cargotrace/v1/gw-1/rfid", payload, 1_000_000)
     except Rejected as exc:
-        assert exc.reason in ("schema violation", "bad time", "time out of range")
+        assert exc.reason in ("schema violation", "bad time", "time out of range", "unstorable text")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,10 @@ from gateway.contract import KINDS, json_schema, parse_topic
 # lands ~19.6 years off; an unset RTC in 1970 or 2000).
 EARLIEST = datetime(2020, 1, 1, tzinfo=UTC)
 MAX_FUTURE = timedelta(hours=24)
+# PostgreSQL text and jsonb cannot hold NUL, and UTF-8 cannot encode a lone surrogate; JSON can
+# carry both as \u escapes.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
 
 def _compile(name: str) -> Callable[[Any], Any]:
     # The contract's schemas use only keywords draft-07 shares with 2020-12; fastjsonschema turns
@@ -56,6 +61,27 @@ def _time(value: str, now: datetime) -> datetime:
     return ts
 
 
+def _no_constants(name: str) -> float:
+    raise Rejected("invalid json", f"{name} is not a JSON number")  # Python's json would take NaN
+
+
+def _storable(value: Any) -> bool:
+    """No string (key or value) at any depth holds NUL or a lone surrogate. Iterative: depth is
+    whatever the JSON parser accepted."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _UNSTORABLE.search(item):
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
 def _epc_uri(epc: str) -> str | None:
     try:
         return epc_codec.decode(epc).uri
@@ -73,9 +99,14 @@ def parse(topic: str, payload: bytes, max_bytes: int, now: datetime | None = Non
     if len(payload) > max_bytes:
         raise Rejected("oversized", f"{len(payload)} bytes > {max_bytes}")
     try:
-        body = json.loads(payload)
+        body = json.loads(payload, parse_constant=_no_constants)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise Rejected("invalid json", str(exc)[:200]) from None
+    except RecursionError:
+        raise Rejected("invalid json", "nested too deeply") from None
+    # Escapes are the only way to smuggle NUL or a surrogate in; most payloads have none.
+    if b"\\u" in payload and not _storable(body):
+        raise Rejected("unstorable text", "a string holds NUL or a lone surrogate")
     if not isinstance(body, dict) or body.get("schema") != KINDS[kind]:
         raise Rejected("wrong schema", f"topic {kind} needs {KINDS[kind]}")
     try:
@@ -99,5 +130,9 @@ def parse(topic: str, payload: bytes, max_bytes: int, now: datetime | None = Non
                                    e["speed_kmh"], e["course_deg"], e["hdop"], e["sats"], e["quality"], e["alt_m"]))
             rows.vehicles.add(e["vehicle"])
     else:
-        rows.states.append((gateway_id, 0, _time(body["ts"], now), body["state"], json.dumps(body)))
+        try:
+            state = json.dumps(body, allow_nan=False)
+        except ValueError:
+            raise Rejected("invalid json", "a number too large for a float") from None  # 1e400 → inf
+        rows.states.append((gateway_id, 0, _time(body["ts"], now), body["state"], state))
     return rows

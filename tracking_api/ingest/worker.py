@@ -24,7 +24,7 @@ from paho.mqtt.properties import Properties
 
 from gateway.contract import TOPIC_ROOT
 from tracking_api.ingest.validate import Rejected, parse
-from tracking_api.ingest.writer import Batch, Writer
+from tracking_api.ingest.writer import Accepted, Batch, Writer
 from tracking_api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,8 @@ class IngestWorker:
                 self.counters["messages"] += len(messages)
                 self.counters["observations"] += written.observations
                 self.counters["positions"] += written.positions
+                if written.unstorable:
+                    self.counters["rejected: unstorable"] += written.unstorable
         finally:
             self.stopping.set()
             self.client.disconnect()
@@ -160,7 +162,7 @@ class IngestWorker:
             messages.append(msg)
             try:
                 rows = parse(msg.topic, msg.payload, s.ingest_max_message_bytes)
-                batch.rows.append(rows)
+                batch.accepted.append(Accepted(msg.topic, msg.payload, rows))
                 events += len(rows.observations) + len(rows.positions) + len(rows.states)
             except Rejected as exc:
                 self.counters[f"rejected: {exc.reason}"] += 1

@@ -2,19 +2,25 @@
 
 `(gateway_id, seq, ts)` is unique in every time-series table, so a redelivered or replayed message
 changes nothing. After the commit, listeners on `cargotrace_events` learn which vehicles and read
-points moved.
+points moved. A message the database refuses for its content becomes a dead letter instead of
+blocking the stream: redelivering it could never succeed.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import logging
+from dataclasses import dataclass, field, fields
+from typing import NamedTuple
 
 import psycopg
 
 from tracking_api.ingest.validate import Rows
 
+log = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "cargotrace_events"
+# Refusals caused by what a message holds, not by the database being away.
+_CONTENT_ERRORS = (psycopg.DataError, psycopg.IntegrityError, UnicodeError)
 _MAX_NOTIFY = 7900  # PostgreSQL's payload limit is 8000 bytes
 
 _OBS_COLS = "gateway_id, seq, ts, epc, epc_uri, read_point, reader, antenna, rssi_dbm, reads, first_seen, direction"
@@ -32,13 +38,19 @@ CREATE TEMP TABLE IF NOT EXISTS stage_positions ON COMMIT DELETE ROWS AS
 """
 
 
+class Accepted(NamedTuple):
+    topic: str
+    payload: bytes
+    rows: Rows
+
+
 @dataclass
 class Batch:
-    rows: list[Rows] = field(default_factory=list)
+    accepted: list[Accepted] = field(default_factory=list)
     dead: list[tuple[str, bytes, str]] = field(default_factory=list)  # topic, payload, reason
 
     def __len__(self) -> int:
-        return len(self.rows) + len(self.dead)
+        return len(self.accepted) + len(self.dead)
 
 
 @dataclass
@@ -47,6 +59,12 @@ class Written:
     positions: int = 0
     states: int = 0
     dead_letters: int = 0
+    unstorable: int = 0  # accepted by validation, refused by the database, now dead letters
+
+    def __iadd__(self, other: Written) -> Written:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        return self
 
 
 class Writer:
@@ -56,10 +74,32 @@ class Writer:
         conn.commit()
 
     def write(self, batch: Batch) -> Written:
+        """Commits the batch; connection errors propagate (retry the batch), content errors don't."""
+        try:
+            return self._write(batch)
+        except _CONTENT_ERRORS as exc:
+            log.warning("database refused a batch (%s); writing its messages one by one", exc)
+            return self._isolate(batch)
+
+    def _isolate(self, batch: Batch) -> Written:
+        """One transaction per message, so only the refused ones become dead letters."""
         out = Written()
-        observations = [r for rows in batch.rows for r in rows.observations]
-        positions = [r for rows in batch.rows for r in rows.positions]
-        states = [r for rows in batch.rows for r in rows.states]
+        dead = list(batch.dead)
+        for item in batch.accepted:
+            try:
+                out += self._write(Batch(accepted=[item]))
+            except _CONTENT_ERRORS as exc:
+                dead.append((item.topic, item.payload, f"unstorable: {exc}"))
+                out.unstorable += 1
+        out += self._write(Batch(dead=dead))
+        return out
+
+    def _write(self, batch: Batch) -> Written:
+        out = Written()
+        observations = [r for item in batch.accepted for r in item.rows.observations]
+        positions = [r for item in batch.accepted for r in item.rows.positions]
+        states = [r for item in batch.accepted for r in item.rows.states]
+        dead = [(topic, payload, _safe_reason(reason)) for topic, payload, reason in batch.dead]
         with self.conn.transaction(), self.conn.cursor() as cur:
             if observations:
                 out.observations = self._copy_insert(cur, "tag_observations", "stage_observations", _OBS_COLS,
@@ -71,9 +111,9 @@ class Writer:
                 cur.executemany("INSERT INTO gateway_states (gateway_id, seq, ts, state, payload) "
                                 "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", states)
                 out.states = len(states)
-            if batch.dead:
-                cur.executemany("INSERT INTO dead_letters (topic, payload, reason) VALUES (%s, %s, %s)", batch.dead)
-                out.dead_letters = len(batch.dead)
+            if dead:
+                cur.executemany("INSERT INTO dead_letters (topic, payload, reason) VALUES (%s, %s, %s)", dead)
+                out.dead_letters = len(dead)
             if out.observations or out.positions:
                 cur.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, _notice(batch)))
         return out
@@ -89,8 +129,13 @@ class Writer:
         return cur.rowcount
 
 
+def _safe_reason(text: str) -> str:
+    """A reason quotes the message it rejects, which may hold exactly what text columns refuse."""
+    return text.encode("utf-8", "backslashreplace").decode().replace("\x00", "\\x00")[:1000]
+
+
 def _notice(batch: Batch) -> str:
-    vehicles = sorted({v for rows in batch.rows for v in rows.vehicles})
-    read_points = sorted({p for rows in batch.rows for p in rows.read_points})
+    vehicles = sorted({v for item in batch.accepted for v in item.rows.vehicles})
+    read_points = sorted({p for item in batch.accepted for p in item.rows.read_points})
     text = json.dumps({"vehicles": vehicles, "read_points": read_points}, separators=(",", ":"))
     return text if len(text) <= _MAX_NOTIFY else '{"vehicles":"*","read_points":"*"}'
