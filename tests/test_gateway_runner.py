@@ -70,18 +70,3 @@ def test_reads_and_fixes_on_serial_ports_arrive_as_valid_contract_messages(
     sub.close()
     assert Outbox(profile.gateway.outbox).depth() == 0  # everything acknowledged left the outbox
 
-
-def test_seq_keeps_growing_across_restarts_and_full_policy_keeps_cargo(tmp_path: Path) -> None:
-    path = tmp_path / "o.sqlite"
-    outbox = Outbox(path, max_events=1000)
-    first = outbox.append_many([("gps", {"n": i}, True) for i in range(1000)])
-    assert first == list(range(1, 1001))
-    outbox.ack(first[:10])
-    outbox.close()
-    outbox = Outbox(path, max_events=1000)
-    assert outbox.append("rfid", {"n": "cargo"}) == 1001  # never reuses a seq, even after deletes
-    seqs = outbox.append_many([("rfid", {"n": i}, False) for i in range(150)] + [("gps", {"moving": 1}, False)])
-    assert all(seqs[:150]) and outbox.thinned >= 100  # stationary fixes made room for cargo
-    batch = outbox.batch(0, 5000, 10**9)
-    assert [p.seq for p in batch] == sorted(p.seq for p in batch)
-    assert outbox.depth() <= 1000 or outbox.alarm
