@@ -1,0 +1,73 @@
+"""The deployment files cannot be run here (no container engine), so they are checked against the
+code: every command they run is one the CLI accepts, every setting they set is one the settings
+object knows, every configuration file they mount exists."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from firmware_configs import validate_file
+from tracking_api.cli import build_parser
+from tracking_api.settings import Settings
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+COMPOSE = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+SERVICES = COMPOSE["services"]
+# Secrets the operator creates on the host; never in the repository.
+OPERATOR_CREATED = {"./mosquitto/cargotrace.passwd", "./mosquitto/certs", "./secrets/db_password"}
+
+
+def _env(service: dict) -> dict[str, str]:
+    env = {}
+    for file in service.get("env_file", []):
+        for line in (DEPLOY / file).read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                key, _, value = line.partition("=")
+                env[key] = value
+    env.update(service.get("environment", {}))
+    return env
+
+
+@pytest.mark.parametrize("name", [n for n, s in SERVICES.items() if s.get("command", [""])[0] == "cargotrace"])
+def test_every_cargotrace_command_is_accepted_by_the_cli(name: str) -> None:
+    args = build_parser().parse_args(SERVICES[name]["command"][1:])  # exits on an unknown flag
+    assert callable(args.func)
+
+
+@pytest.mark.parametrize("name", [n for n, s in SERVICES.items() if "env_file" in s or "environment" in s])
+def test_every_setting_is_one_the_settings_object_knows(name: str) -> None:
+    known = {f"CARGOTRACE_{field.upper()}" for field in Settings.model_fields}
+    ours = {key for key in _env(SERVICES[name]) if key.startswith("CARGOTRACE_")}
+    assert ours <= known, ours - known
+
+
+def test_every_mounted_configuration_file_exists() -> None:
+    sources = {v.split(":")[0] for s in SERVICES.values() for v in s.get("volumes", []) if v.startswith("./")}
+    sources |= {s["file"] for s in COMPOSE.get("secrets", {}).values()}
+    assert sources - OPERATOR_CREATED, "no configuration files mounted?"
+    for source in sources - OPERATOR_CREATED:
+        assert (DEPLOY / source).exists(), source
+    assert (DEPLOY / "Dockerfile").exists()
+
+
+def test_the_gateway_unit_runs_a_valid_profile_with_a_command_the_cli_accepts() -> None:
+    unit = (DEPLOY / "systemd" / "cargotrace-gateway@.service").read_text()
+    command = shlex.split(re.search(r"^ExecStart=(.+)$", unit, re.MULTILINE).group(1))
+    assert command[0].endswith("/cargotrace")
+    profile = Path(__file__).resolve().parent.parent / "firmware_configs" / "profiles" / "dock-wh-sh1.yaml"
+    args = build_parser().parse_args([a.replace("/etc/cargotrace/%i.yaml", str(profile)) for a in command[1:]])
+    assert validate_file(args.config) == []
+
+
+def test_the_broker_configuration_keeps_the_no_loss_settings() -> None:
+    settings = dict(line.split(None, 1) for line in (DEPLOY / "mosquitto" / "cargotrace.d" / "no-loss.conf")
+                    .read_text().splitlines() if line.strip() and not line.startswith("#"))
+    assert settings["max_queued_messages"] == "0" and settings["persistence"] == "true"
+    assert int(settings["max_inflight_messages"]) >= 1000
+    main_conf = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text()
+    assert "allow_anonymous false" in main_conf and "acl_file" in main_conf
