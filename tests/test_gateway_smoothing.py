@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from firmware_configs.profile import Smoothing
 from gateway.smoothing import Smoother
@@ -61,3 +65,34 @@ def test_a_parked_tag_is_re_reported_after_the_maximum_hold() -> None:
         reported += smoother.due(_ms(second * 1000 + 600))
     assert len(reported) == 2
     assert reported[0]["first_seen"] == "2026-11-02T08:00:00.000Z"
+
+
+reads = st.lists(st.tuples(st.integers(0, 3_000),  # ms since the previous read
+                           st.sampled_from(["DD01", "DD02", "DD03"]), st.sampled_from([1, 2]),
+                           st.integers(-90, -30)), max_size=120)
+
+
+@settings(max_examples=150, deadline=None)
+@given(reads, st.sampled_from([0.5, 2.0]), st.sampled_from([1.0, 5.0]))
+def test_every_read_lands_in_exactly_one_bounded_passage(stream: list, absent_s: float, max_hold_s: float) -> None:
+    smoother = Smoother(Smoothing(absent_s=absent_s, max_hold_s=max_hold_s, min_reads=1, min_rssi_dbm=-100))
+    t = 0
+    seen: list[tuple[str, int, int]] = []
+    observations = []
+    for gap, epc, antenna, rssi in stream:
+        t += gap
+        observations += smoother.due(_ms(t))  # the runner's tick comes before the next read
+        smoother.add(epc, "s/d", "r", antenna, "outer" if antenna == 1 else "inner", float(rssi), _ms(t))
+        seen.append((epc, t, rssi))
+    observations += smoother.due(_ms(t + 10_000))
+    assert smoother.open_windows == 0
+    assert sum(o["reads"] for o in observations) == len(seen)  # nothing lost, nothing counted twice
+    for epc in {e for e, _, _ in seen}:
+        mine = [o for o in observations if o["epc"] == epc]
+        for before, after in pairwise(mine):
+            assert before["last_seen"] < after["first_seen"]  # passages of one tag do not overlap
+        for o in mine:
+            first, last = (datetime.fromisoformat(o[k]) for k in ("first_seen", "last_seen"))
+            assert timedelta(0) <= last - first < timedelta(seconds=max_hold_s)
+            inside = [r for e, ms, r in seen if e == epc and first <= _ms(ms) <= last]
+            assert o["reads"] == len(inside) and o["rssi_dbm"] == max(inside)
