@@ -1,0 +1,64 @@
+"""Operations: JSON log lines for shippers, and a database that survives pg_dump / pg_restore."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import psycopg
+
+from crm_link.correlate import process_pending
+from crm_link.demands import upsert_demand
+from tests.conftest import ADMIN_PG_URL
+from tests.test_crm_status import ITEMS, T0, demand, observe, world
+from tracking_api.keys import authenticate, create_key
+
+
+def test_json_log_lines() -> None:
+    empty = f"ct_logs_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_PG_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{empty}"')
+    try:
+        env = {**os.environ, "CARGOTRACE_DATABASE_URL": ADMIN_PG_URL.rsplit("/", 1)[0] + "/" + empty}
+        out = subprocess.run([sys.executable, "-m", "tracking_api.cli", "--log-format", "json", "db", "migrate"],
+                             env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        with psycopg.connect(ADMIN_PG_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{empty}" WITH (FORCE)')
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stderr.splitlines()]  # every line is one JSON object
+    assert next(line["message"] for line in lines if line["logger"] == "tracking_api.db.migrate") == \
+        "applied migration 0001_core"
+    assert all(line["level"] == "info" and line["ts"].endswith("+00:00") for line in lines)
+
+
+def test_a_populated_database_round_trips_through_pg_dump_and_pg_restore(db_url: str, tmp_path: Path) -> None:
+    with world(db_url) as conn:
+        demand_id, _ = upsert_demand(conn, "acme", "SO-5001", demand())
+        conn.commit()
+        observe(conn, ITEMS[0], "wh-sh1/door-03", "out", T0)
+        process_pending(conn)
+        key = create_key(conn, "customer", "acme")
+        conn.commit()
+    dump = tmp_path / "cargotrace.dump"
+    subprocess.run(["pg_dump", "--format=custom", f"--file={dump}", db_url], check=True, timeout=120)
+    restored = f"ct_restore_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_PG_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{restored}"')
+    restored_url = ADMIN_PG_URL.rsplit("/", 1)[0] + "/" + restored
+    try:
+        subprocess.run(["pg_restore", "--exit-on-error", f"--dbname={restored_url}", str(dump)], check=True,
+                       timeout=120)
+        with psycopg.connect(restored_url) as conn:
+            assert conn.execute("SELECT status FROM demands WHERE id = %s", (demand_id,)).fetchone() == ("loading",)
+            assert conn.execute("SELECT count(*) FROM shipment_events").fetchone() == (1,)
+            assert authenticate(conn, key) is not None  # keys (hashed) come back and still work
+            tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+            assert {"tag_observations", "positions", "demands", "consumer_cursors", "schema_migrations"} <= tables
+    finally:
+        with psycopg.connect(ADMIN_PG_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{restored}" WITH (FORCE)')
