@@ -11,9 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from device_drivers.rfid import protocols
 
-# Conducted read power the supported modules may use per region (dBm). The M6e Nano and Micro top
-# out at 27-30 dBm; the regulatory EIRP limits (4 W in NA, 2 W ERP in EU) leave room for antenna gain.
-REGION_MAX_DBM = {"NA": 30.0, "EU": 30.0, "IN": 30.0, "JP": 30.0, "PRC": 30.0, "KR": 30.0, "AU": 30.0, "NZ": 30.0}
+# Per region: the UHF band the module hops in (MHz, for the error message and the docs) and the
+# highest conducted read power it may use (dBm). The M6e Nano and Micro top out at 27-30 dBm
+# conducted; the regulatory radiated limits (4 W EIRP in NA, 2 W ERP in EU) leave room for antenna gain.
+REGIONS: dict[str, tuple[str, float]] = {
+    "NA": ("902-928", 30.0), "EU": ("865.6-867.6", 30.0), "IN": ("865-867", 30.0), "JP": ("916.8-920.8", 30.0),
+    "PRC": ("920.5-924.5", 30.0), "KR": ("917-920.8", 30.0), "AU": ("920-926", 30.0), "NZ": ("921.5-928", 30.0),
+}
 MIN_DBM = 5.0
 ReadPoint = Field(pattern=r"^[A-Za-z0-9._-]{1,64}/[A-Za-z0-9._-]{1,64}$", description="site_id/door_id")
 
@@ -80,17 +84,17 @@ class Reader(_Strict):
     @field_validator("region")
     @classmethod
     def _known_region(cls, value: str) -> str:
-        if value not in REGION_MAX_DBM:
-            raise ValueError(f"region {value!r} is not one of: {', '.join(REGION_MAX_DBM)}")
+        if value not in REGIONS:
+            raise ValueError(f"region {value!r} is not one of: {', '.join(REGIONS)}")
         return value
 
     @model_validator(mode="after")
     def _check(self) -> Reader:
-        limit = REGION_MAX_DBM[self.region]
+        band, limit = REGIONS[self.region]
         for antenna in self.antennas:
             if not MIN_DBM <= antenna.power_dbm <= limit:
                 raise ValueError(f"antenna {antenna.port}: power {antenna.power_dbm} dBm outside "
-                                 f"{MIN_DBM}..{limit} dBm allowed in region {self.region}")
+                                 f"{MIN_DBM}..{limit} dBm allowed in region {self.region} ({band} MHz)")
         if len({a.port for a in self.antennas}) != len(self.antennas):
             raise ValueError("antenna ports must be unique")
         return self

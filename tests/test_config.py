@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from pathlib import Path
 
 import pytest
 import serial
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from device_drivers.rfid.mercury import ModuleError
 from device_drivers.simulators import MercuryModule, R2000Reader, open_pty_pair
 from firmware_configs import load_profile, validate_file
 from firmware_configs.apply import apply_reader, commands
-from firmware_configs.profile import Reader
+from firmware_configs.profile import MIN_DBM, REGIONS, Reader
 from tracking_api.cli import main
 
 PROFILES = Path(__file__).resolve().parent.parent / "firmware_configs" / "profiles"
@@ -42,7 +45,32 @@ def test_power_beyond_the_region_limit_is_refused(tmp_path: Path) -> None:
                        "    port: /dev/null\n    region: EU\n    antennas:\n"
                        "      - {port: 1, read_point: wh/d3, power_dbm: 33}\n")
     (error,) = validate_file(profile)
-    assert "33.0 dBm outside 5.0..30.0 dBm allowed in region EU" in error
+    assert "33.0 dBm outside 5.0..30.0 dBm allowed in region EU (865.6-867.6 MHz)" in error
+    assert error.startswith(f"{profile}:3: readers.0:")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(sorted(REGIONS)), st.floats(-10, 40, allow_nan=False))
+def test_read_power_is_accepted_exactly_within_the_region_limits(region: str, power: float) -> None:
+    band, limit = REGIONS[region]
+    try:
+        Reader.model_validate({**_reader(27).model_dump(), "region": region,
+                               "antennas": [{"port": 1, "read_point": "wh/d3", "power_dbm": power}]})
+        accepted = True
+    except ValueError as exc:
+        accepted = False
+        assert f"region {region} ({band} MHz)" in str(exc)
+    assert accepted == (MIN_DBM <= power <= limit)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=300))
+def test_any_text_gets_a_list_of_problems_never_an_exception(text: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "p.yaml"
+        path.write_text(text, encoding="utf-8", errors="surrogatepass")
+        errors = validate_file(path)
+    assert errors and all(e.startswith(str(path)) for e in errors)  # no text is a whole valid profile
 
 
 SIMULATORS = {"thingmagic-mercury": MercuryModule, "impinj-r2000": R2000Reader}
