@@ -58,6 +58,7 @@ class Smoother:
         self._absent = timedelta(seconds=settings.absent_s)
         self._max_hold = timedelta(seconds=settings.max_hold_s)
         self._windows: dict[tuple[str, str], _Window] = {}
+        self._closed: list[_Window] = []  # ended when a later read arrived, reported by the next due()
         self.raw_reads = 0
         self.stray = 0
         self.arbitrated = 0
@@ -67,17 +68,23 @@ class Smoother:
         self.raw_reads += 1
         key = (epc, read_point)
         window = self._windows.get(key)
+        if window is not None and self._ended(window, at):  # reads that waited longer than a tick
+            self._closed.append(self._windows.pop(key))
+            window = None
         if window is None:
             window = self._windows[key] = _Window(epc, read_point, reader, at, at)
         window.add(rssi, antenna, side, at)
 
+    def _ended(self, w: _Window, now: datetime) -> bool:
+        return now - w.last_seen >= self._absent or now - w.first_seen >= self._max_hold
+
     def due(self, now: datetime, everything: bool = False) -> list[dict[str, Any]]:
         """Observations of the passages that ended by `now` (all open ones with `everything`)."""
-        closed = [w for w in self._windows.values()
-                  if everything or now - w.last_seen >= self._absent or now - w.first_seen >= self._max_hold]
-        out = []
-        for w in closed:
+        ending = [w for w in self._windows.values() if everything or self._ended(w, now)]
+        for w in ending:
             del self._windows[(w.epc, w.read_point)]
+        closed, self._closed = self._closed + ending, []
+        out = []
         for w in closed:
             if w.reads < self.s.min_reads or (w.peak_rssi is not None and w.peak_rssi < self.s.min_rssi_dbm):
                 self.stray += 1
