@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
@@ -50,11 +52,16 @@ class Publisher:
         self.client.disconnect()
 
 
-@pytest.fixture
-def ingest(db_url: str, mqtt_url: str) -> Iterator[IngestWorker]:
+def worker_settings(db_url: str, mqtt_url: str) -> Settings:
+    # A group of its own: workers of other tests on the shared broker do not take this test's messages.
     unique = uuid.uuid4().hex[:8]
-    worker = IngestWorker(Settings(database_url=db_url, mqtt_url=mqtt_url, ingest_client_id=f"ingest-{unique}",
-                                   ingest_shared_group=f"g{unique}", ingest_batch_seconds=0.05))
+    return Settings(database_url=db_url, mqtt_url=mqtt_url, ingest_client_id=f"ingest-{unique}",
+                    ingest_shared_group=f"g{unique}", ingest_batch_seconds=0.05)
+
+
+@contextmanager
+def running(settings: Settings) -> Iterator[IngestWorker]:
+    worker = IngestWorker(settings)
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,))
     thread.start()
@@ -62,6 +69,13 @@ def ingest(db_url: str, mqtt_url: str) -> Iterator[IngestWorker]:
     yield worker
     stop.set()
     thread.join(10)
+    assert not thread.is_alive()
+
+
+@pytest.fixture
+def ingest(db_url: str, mqtt_url: str) -> Iterator[IngestWorker]:
+    with running(worker_settings(db_url, mqtt_url)) as worker:
+        yield worker
 
 
 def count(db_url: str, table: str) -> int:
@@ -118,6 +132,30 @@ def test_malformed_messages_become_dead_letters_and_valid_ones_still_land(
         assert any(r.startswith(expected) for r in reasons), expected
     assert b"{not json" in payloads
     assert ingest.counters["rejected: invalid json"] == 3  # counted by reason
+
+
+def test_messages_in_flight_across_a_reconnect_are_stored_once_and_acknowledged_once(
+        db_url: str, mqtt_url: str, gateway_id: str) -> None:
+    settings = worker_settings(db_url, mqtt_url)
+    pub = Publisher(mqtt_url)
+    with psycopg.connect(db_url) as blocker, running(settings) as worker:
+        blocker.execute("LOCK TABLE positions IN EXCLUSIVE MODE")  # held until commit: the batch waits
+        for seq in (1, 2, 3):
+            pub.send(topic(gateway_id, "gps"), batch(GPS_SCHEMA, gateway_id, [gps_event(seq)]))
+        wait_for(lambda: blocker.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()[0],
+                 what="the first batch to wait for the table")
+        worker.subscribed.clear()
+        worker.client.socket().shutdown(socket.SHUT_RDWR)  # the connection drops mid-batch
+        assert worker.subscribed.wait(20)  # reconnected: the broker resends the three, unacknowledged
+        blocker.commit()
+        wait_for(lambda: worker.counters["messages"] >= 6, what="the first copies and the redelivered ones")
+        assert worker.counters["redelivered after reconnect"] == 3  # first copies: written, not acknowledged
+    assert count(db_url, "positions") == 3
+    with running(settings) as again:  # the same session: anything unacknowledged would come first
+        pub.send(topic(gateway_id, "gps"), batch(GPS_SCHEMA, gateway_id, [gps_event(4)]))
+        wait_for(lambda: count(db_url, "positions") == 4)
+        assert again.counters["messages"] == 1
+    pub.close()
 
 
 def test_commits_are_announced_to_listeners(ingest: IngestWorker, db_url: str, mqtt_url: str,

@@ -38,7 +38,13 @@ class IngestWorker:
         self.settings = settings
         # Bounded: when the database is slow the network thread blocks here and the broker holds
         # the rest (it never sends more than the receive maximum unacknowledged).
-        self.inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue(maxsize=settings.ingest_receive_maximum)
+        self.inbox: queue.Queue[tuple[int, mqtt.MQTTMessage]] = queue.Queue(maxsize=settings.ingest_receive_maximum)
+        # Packet ids are reused once acknowledged. A message received on an earlier connection is
+        # redelivered on the next one with the same id; acknowledging both copies could acknowledge
+        # an unrelated, uncommitted message that got the id in between. So only the copy received
+        # on the current connection is acknowledged (the older one was written; rewriting is a no-op).
+        self.connection = 0
+        self.ack_lock = threading.Lock()
         self.counters: Counter[str] = Counter()
         self.subscribed = threading.Event()
         self.stopping = threading.Event()
@@ -60,6 +66,7 @@ class IngestWorker:
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        client.on_disconnect = self._on_disconnect
         client.reconnect_delay_set(1, 30)
         client.enable_logger(log)
         return client
@@ -75,12 +82,17 @@ class IngestWorker:
         client.subscribe(f"$share/{s.ingest_shared_group}/{topic}" if shared else topic, qos=1)
         log.info("ingest connected")
 
+    def _on_disconnect(self, *_: object) -> None:
+        # Before paho reconnects: acknowledgements queued until now are discarded with the socket.
+        with self.ack_lock:
+            self.connection += 1
+
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         # Blocks the network thread while the queue is full (backpressure), but never past a stop:
         # a message dropped then was not acknowledged, so the broker delivers it again.
         while not self.stopping.is_set():
             try:
-                self.inbox.put(msg, timeout=0.5)
+                self.inbox.put((self.connection, msg), timeout=0.5)
                 return
             except queue.Full:
                 continue
@@ -126,8 +138,7 @@ class IngestWorker:
                         if stop.wait(backoff):
                             return  # not acknowledged: the broker redelivers to the next worker
                         backoff = min(backoff * 2, MAX_DB_BACKOFF_S)
-                for msg in messages:  # in receipt order, as MQTT requires
-                    self.client.ack(msg.mid, msg.qos)
+                self._acknowledge(messages)
                 self.counters["messages"] += len(messages)
                 self.counters["observations"] += written.observations
                 self.counters["positions"] += written.positions
@@ -141,10 +152,18 @@ class IngestWorker:
                 conn.close()
             log.info("ingest stopped: %s", json.dumps(dict(self.counters), sort_keys=True))
 
-    def _collect(self, stop: threading.Event) -> tuple[list[mqtt.MQTTMessage], Batch]:
+    def _acknowledge(self, messages: list[tuple[int, mqtt.MQTTMessage]]) -> None:
+        with self.ack_lock:
+            for connection, msg in messages:  # in receipt order, as MQTT requires
+                if connection == self.connection:
+                    self.client.ack(msg.mid, msg.qos)
+                else:
+                    self.counters["redelivered after reconnect"] += 1
+
+    def _collect(self, stop: threading.Event) -> tuple[list[tuple[int, mqtt.MQTTMessage]], Batch]:
         """Messages until the batch holds enough events or its time is up."""
         s = self.settings
-        messages: list[mqtt.MQTTMessage] = []
+        messages: list[tuple[int, mqtt.MQTTMessage]] = []
         batch = Batch()
         events = 0
         deadline = None
@@ -153,13 +172,13 @@ class IngestWorker:
             if timeout <= 0:
                 break
             try:
-                msg = self.inbox.get(timeout=timeout)
+                connection, msg = self.inbox.get(timeout=timeout)
             except queue.Empty:
                 if deadline is None:
                     continue
                 break
             deadline = deadline or time.monotonic() + s.ingest_batch_seconds
-            messages.append(msg)
+            messages.append((connection, msg))
             try:
                 rows = parse(msg.topic, msg.payload, s.ingest_max_message_bytes)
                 batch.accepted.append(Accepted(msg.topic, msg.payload, rows))
