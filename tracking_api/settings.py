@@ -21,6 +21,15 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # The API's own login role (member of cargotrace_api, not owner, no BYPASSRLS). Unset: the API
+    # connects with database_url and switches to cargotrace_api on every connection (SET ROLE).
+    api_database_url: str | None = None
+    # A read replica for the API's read endpoints (shipments, trails, positions); writes stay on the primary.
+    read_database_url: str | None = None
+    api_pool_size: int = 10
+    # Per API key, per API process (a fixed window); 0 disables.
+    api_rate_limit_per_minute: int = 600
+    share_link_days: int = Field(14, ge=1, le=365, description="validity of a shipment's share link")
 
     ingest_client_id: str = "cargotrace-ingest"
     ingest_batch_events: int = 2000

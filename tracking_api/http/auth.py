@@ -1,15 +1,33 @@
-"""Bearer API keys → a Principal; role checks as FastAPI dependencies."""
+"""Bearer API keys → a Principal; role checks and per-key rate limits as FastAPI dependencies."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from limits import RateLimitItemPerMinute
+from limits.storage import MemoryStorage
+from limits.strategies import FixedWindowRateLimiter
 
 from tracking_api.keys import Principal, authenticate
 
 _bearer = HTTPBearer(auto_error=False)
+
+
+class RateLimit:
+    """Requests per minute per key, counted in this API process (N replicas allow N times as many)."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.item = RateLimitItemPerMinute(per_minute) if per_minute > 0 else None
+        self.limiter = FixedWindowRateLimiter(MemoryStorage())
+
+    def check(self, key: str) -> None:
+        if self.item is not None and not self.limiter.hit(self.item, key):
+            reset = self.limiter.get_window_stats(self.item, key).reset_time
+            raise HTTPException(429, "too many requests for this API key",
+                                headers={"Retry-After": str(max(1, int(reset - time.time())))})
 
 
 def principal(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
@@ -19,6 +37,7 @@ def principal(request: Request, credentials: HTTPAuthorizationCredentials | None
         found = authenticate(conn, credentials.credentials)
     if found is None:
         raise HTTPException(401, "invalid, revoked or expired API key")
+    request.app.state.rate_limit.check(found.prefix)
     return found
 
 

@@ -10,11 +10,12 @@ from starlette.exceptions import HTTPException
 PROBLEM = "application/problem+json"
 
 
-def problem(status: int, title: str, detail: str | None = None, **extra: object) -> JSONResponse:
+def problem(status: int, title: str, detail: str | None = None, headers: dict[str, str] | None = None,
+            **extra: object) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, **extra}
     if detail:
         body["detail"] = detail
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = {**(headers or {}), **({"WWW-Authenticate": "Bearer"} if status == 401 else {})}
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
@@ -22,8 +23,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         titles = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+                  409: "Conflict", 410: "Gone", 422: "Unprocessable Content", 429: "Too Many Requests",
                   503: "Service Unavailable"}
-        return problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail))
+        return problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail), exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

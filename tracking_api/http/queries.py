@@ -1,7 +1,9 @@
-"""The API's reads: small SQL functions, each scoped by the caller's customer where it applies."""
+"""The API's reads: small SQL functions. Row-level security scopes every one of them to the caller's
+tenant; the explicit customer filters are there for the planner (and as a second line)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -9,11 +11,17 @@ from psycopg.rows import dict_row
 
 from crm_link.status import CUSTOMER_WORD
 
+# What a shipper is shown of the route exceptions; the rest are the dispatcher's business.
+CUSTOMER_VISIBLE_EXCEPTIONS = ("late", "missing_cargo", "misload", "wrong_destination")
+
 _SHIPMENT = """
 SELECT d.id, d.customer_id, d.external_ref, d.status, d.status_at, d.origin_site_id, d.destination_site_id,
-       d.destination_lat, d.destination_lon, d.pickup_from, d.pickup_to, d.delivery_from, d.delivery_to, d.rush,
-       d.service_level, d.vehicle_id, d.eta, d.created_at, d.updated_at
-FROM demands d WHERE d.customer_id = %s AND d.external_ref = %s
+       coalesce(d.destination_lat, s.lat) AS destination_lat, coalesce(d.destination_lon, s.lon) AS destination_lon,
+       coalesce(d.destination_radius_m, s.radius_m) AS destination_radius_m,
+       d.pickup_from, d.pickup_to, d.delivery_from, d.delivery_to, d.rush, d.service_level, d.vehicle_id,
+       d.planned_route, d.eta, d.eta_computed_at, d.created_at, d.updated_at
+FROM demands d LEFT JOIN sites s ON s.id = d.destination_site_id
+WHERE d.customer_id = %s AND d.external_ref = %s
 """
 
 
@@ -31,21 +39,57 @@ def shipment(conn: psycopg.Connection, customer_id: str, external_ref: str) -> d
             "SELECT status, ts, biz_step, place, lat, lon FROM shipment_events WHERE demand_id = %s ORDER BY id",
             (demand_id,)).fetchall()
         row["exceptions"] = cur.execute(
-            "SELECT type, state, opened_at FROM exceptions WHERE demand_id = %s AND state <> 'resolved' ORDER BY id",
-            (demand_id,)).fetchall()
-        row["last_position"] = last_position(conn, row["vehicle_id"]) if row["vehicle_id"] else None
+            "SELECT type, state, opened_at FROM exceptions WHERE demand_id = %s AND state <> 'resolved' "
+            "AND type = ANY(%s) ORDER BY id", (demand_id, list(CUSTOMER_VISIBLE_EXCEPTIONS))).fetchall()
+        row["last_position"] = (last_position(conn, row["vehicle_id"])
+                                if row["vehicle_id"] and row["status"] in ("in_transit", "arrived") else None)
     return row
 
 
-def shipments(conn: psycopg.Connection, customer_id: str, status: str | None, after: int, limit: int) -> list[dict]:
+def shipments(conn: psycopg.Connection, customer_id: str, status: str | None, since: datetime | None,
+              until: datetime | None, after: int, limit: int) -> list[dict]:
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
-            "SELECT id, external_ref, status, status_at, vehicle_id, delivery_to FROM demands "
-            "WHERE customer_id = %s AND (%s::text IS NULL OR status = %s) AND id > %s ORDER BY id LIMIT %s",
-            (customer_id, status, status, after, limit)).fetchall()
+            "SELECT id, external_ref, status, status_at, vehicle_id, delivery_to, eta FROM demands "
+            "WHERE customer_id = %(c)s AND (%(s)s::text IS NULL OR status = %(s)s) "
+            "AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s) "
+            "AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s) "
+            "AND id > %(after)s ORDER BY id LIMIT %(limit)s",
+            {"c": customer_id, "s": status, "since": since, "until": until, "after": after,
+             "limit": limit}).fetchall()
     for row in rows:
         row["status_word"] = CUSTOMER_WORD[row["status"]]
     return rows
+
+
+def trail(conn: psycopg.Connection, customer_id: str, external_ref: str, max_points: int) -> list[dict] | None:
+    """The vehicle's fixes while it carried this shipment (departure to arrival); None when there is no
+    such shipment for this customer."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        demand = cur.execute(
+            "SELECT d.vehicle_id, min(e.ts) FILTER (WHERE e.status = 'in_transit') AS departed, "
+            "min(e.ts) FILTER (WHERE e.status = 'arrived') AS arrived FROM demands d "
+            "LEFT JOIN shipment_events e ON e.demand_id = d.id "
+            "WHERE d.customer_id = %s AND d.external_ref = %s GROUP BY d.id", (customer_id, external_ref)).fetchone()
+    if demand is None:
+        return None
+    if demand["vehicle_id"] is None or demand["departed"] is None:
+        return []
+    return positions(conn, demand["vehicle_id"], demand["departed"], demand["arrived"], max_points)
+
+
+def positions(conn: psycopg.Connection, vehicle_id: str, since: datetime, until: datetime | None,
+              max_points: int) -> list[dict]:
+    """Fixes in [since, until), downsampled to at most `max_points`: the last fix of each equal time slice."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "WITH r AS (SELECT %(since)s::timestamptz AS lo, coalesce(%(until)s::timestamptz, now()) AS hi) "
+            "SELECT ts, lat, lon, speed_kmh, course_deg FROM ("
+            "  SELECT DISTINCT ON (slice) p.ts, p.lat, p.lon, p.speed_kmh, p.course_deg,"
+            "         date_bin(greatest((r.hi - r.lo) / %(n)s, interval '1 second'), p.ts, r.lo) AS slice"
+            "  FROM positions p, r WHERE p.vehicle_id = %(v)s AND p.ts >= r.lo AND p.ts < r.hi"
+            "  ORDER BY slice, p.ts DESC) s ORDER BY ts",
+            {"since": since, "until": until, "n": max_points, "v": vehicle_id}).fetchall()
 
 
 def last_position(conn: psycopg.Connection, vehicle_id: str) -> dict[str, Any] | None:
@@ -56,3 +100,42 @@ def last_position(conn: psycopg.Connection, vehicle_id: str) -> dict[str, Any] |
 
 def customer_exists(conn: psycopg.Connection, customer_id: str) -> bool:
     return conn.execute("SELECT 1 FROM customers WHERE id = %s", (customer_id,)).fetchone() is not None
+
+
+_EXCEPTIONS = """
+SELECT x.id, x.type, x.state, x.opened_at, x.acknowledged_at, x.resolved_at, x.note, x.evidence, x.vehicle_id,
+       d.external_ref, d.customer_id
+FROM exceptions x LEFT JOIN demands d ON d.id = x.demand_id
+WHERE (%(state)s::text IS NULL OR x.state = %(state)s) AND (%(type)s::text IS NULL OR x.type = %(type)s)
+  AND (%(customer)s::text IS NULL OR d.customer_id = %(customer)s)
+  AND (%(vehicle)s::text IS NULL OR x.vehicle_id = %(vehicle)s) AND (%(id)s::bigint IS NULL OR x.id = %(id)s)
+  AND x.id > %(after)s
+ORDER BY x.id LIMIT %(limit)s
+"""
+
+
+def exceptions(conn: psycopg.Connection, state: str | None = None, kind: str | None = None,
+               customer_id: str | None = None, vehicle_id: str | None = None, exception_id: int | None = None,
+               after: int = 0, limit: int = 100) -> list[dict]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(_EXCEPTIONS, {"state": state, "type": kind, "customer": customer_id, "vehicle": vehicle_id,
+                                         "id": exception_id, "after": after, "limit": limit}).fetchall()
+
+
+def vehicles(conn: psycopg.Connection) -> list[dict]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute("SELECT id, name FROM vehicles ORDER BY id").fetchall()
+        trips = cur.execute(
+            "SELECT d.vehicle_id, d.external_ref, d.customer_id, d.status, d.planned_route, d.eta, "
+            "coalesce(d.destination_lat, s.lat) AS lat, coalesce(d.destination_lon, s.lon) AS lon, "
+            "coalesce(d.destination_radius_m, s.radius_m) AS radius_m "
+            "FROM demands d LEFT JOIN sites s ON s.id = d.destination_site_id "
+            "WHERE d.vehicle_id IS NOT NULL AND d.status <> 'delivered' ORDER BY d.id").fetchall()
+    by_vehicle: dict[str, list[dict]] = {}
+    for t in trips:
+        destination = {k: t.pop(k) for k in ("lat", "lon", "radius_m")}
+        by_vehicle.setdefault(t.pop("vehicle_id"), []).append({**t, "destination": destination})
+    for row in rows:
+        row["last_position"] = last_position(conn, row["id"])
+        row["trips"] = by_vehicle.get(row["id"], [])
+    return rows

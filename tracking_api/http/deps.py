@@ -1,0 +1,53 @@
+"""Per-request database access under the caller's tenant (row-level security, migration 0004).
+
+Every request's transaction starts with `set_config(..., true)` (SET LOCAL) of the caller's role and
+customer, so the database itself filters customer-owned rows, and the setting ends with the
+transaction: a pooled connection never carries one request's tenant into the next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from fastapi import Depends, Request
+from psycopg_pool import ConnectionPool
+
+from tracking_api.http.auth import principal
+from tracking_api.keys import Principal
+from tracking_api.settings import Settings
+
+API_ROLE = "cargotrace_api"
+_TENANT = "SELECT set_config('cargotrace.role', %s, true), set_config('cargotrace.customer_id', %s, true)"
+
+
+def _as_api_role(conn: psycopg.Connection) -> None:
+    conn.execute(f"SET ROLE {API_ROLE}")
+    conn.commit()
+
+
+def open_pool(settings: Settings, url: str | None) -> ConnectionPool:
+    """A pool whose sessions are subject to row-level security: the API's own login role, or the
+    service URL switched to `cargotrace_api` for the whole session."""
+    return ConnectionPool(url, min_size=1, max_size=settings.api_pool_size,  # type: ignore[arg-type]
+                          configure=None if settings.api_database_url else _as_api_role, open=True)
+
+
+@contextmanager
+def tenant(pool: ConnectionPool, who: Principal) -> Iterator[psycopg.Connection]:
+    with pool.connection() as conn, conn.transaction():
+        conn.execute(_TENANT, (who.role, who.customer_id or ""))
+        yield conn
+
+
+def db(request: Request, who: Principal = Depends(principal)) -> Iterator[psycopg.Connection]:
+    """The primary, for writes and reads that must see them."""
+    with tenant(request.app.state.pool, who) as conn:
+        yield conn
+
+
+def db_read(request: Request, who: Principal = Depends(principal)) -> Iterator[psycopg.Connection]:
+    """The read replica when one is configured (may lag the primary by its replication delay)."""
+    with tenant(request.app.state.read_pool, who) as conn:
+        yield conn
