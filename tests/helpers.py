@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import queue
 import signal
 import subprocess
 import sys
@@ -104,3 +105,66 @@ class Processes:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+class ApiServer:
+    """The API app served by a real uvicorn on a free local port, in a thread."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        from tracking_api.embedded import free_port
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ApiServer:
+        self.thread.start()
+        wait_for(lambda: self.server.started, what="the API to start")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+class SseReader:
+    """Reads one Server-Sent Events stream in a thread; `next()` awaits the next event (name, JSON data)."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+        import httpx
+        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.client = httpx.Client(timeout=httpx.Timeout(5.0, read=None))
+        self.response = self.client.send(self.client.build_request("GET", url, headers=headers), stream=True)
+        self.status = self.response.status_code
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        event, data = "message", []
+        try:
+            for line in self.response.iter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].strip())
+                elif not line and data:
+                    self.events.put((event, json.loads("\n".join(data))))
+                    event, data = "message", []
+        except Exception:  # the stream was closed by close(): nothing more to read
+            return
+
+    def next(self, event: str | None = None, timeout: float = 10.0) -> tuple[str, Any]:
+        """The next event (of this name, skipping others); fails after a generous timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                got = self.events.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no {event or 'SSE'} event within {timeout:.0f} s") from None
+            if event is None or got[0] == event:
+                return got
+
+    def close(self) -> None:
+        self.response.close()
+        self.client.close()
