@@ -56,7 +56,8 @@ def cmd_api(args: argparse.Namespace) -> int:
     settings = get_settings()
     _database_url()
     host, port = args.host or settings.api_host, args.port or settings.api_port
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    # Live streams stay open until the client leaves: give them a few seconds, then stop anyway.
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
     return 0
 
 

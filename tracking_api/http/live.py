@@ -83,7 +83,7 @@ class Live:
         self.stop = threading.Event()
         self.listening = threading.Event()
         self.thread = threading.Thread(target=self._run, name="live-updates", daemon=True)
-        self.position_cursor: tuple[str, int] | None = None
+        self.position_cursor = ("0", 0)
 
     def start(self) -> None:
         self.thread.start()
@@ -119,7 +119,9 @@ class Live:
                 with psycopg.connect(self.listen_url, autocommit=True) as listener:
                     for channel in (STATUS_CHANNEL, EXCEPTION_CHANNEL, INGEST_CHANNEL):
                         listener.execute(f"LISTEN {channel}")
-                    self.position_cursor = None
+                    # Fixes of transactions still running or yet to come: everything from now on.
+                    xmin = listener.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").fetchone()
+                    self.position_cursor = (xmin[0], 0)  # type: ignore[index]
                     self.listening.set()
                     backoff = 0.5
                     while not self.stop.is_set():
@@ -153,10 +155,6 @@ class Live:
     def _position_changes(self, conn: psycopg.Connection) -> list[Change]:
         """The newest fix of each vehicle that reported since the last look."""
         with conn.cursor(row_factory=dict_row) as cur:
-            if self.position_cursor is None:
-                cur.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS txid, 0 AS id")
-                row = cur.fetchone()
-                self.position_cursor = (row["txid"], row["id"])
             rows = cur.execute(
                 "SELECT DISTINCT ON (vehicle_id) vehicle_id, ts, lat, lon, speed_kmh, course_deg, "
                 "max(txid) OVER () ::text AS txid, max(id) OVER () AS id FROM positions "

@@ -82,7 +82,7 @@ def create_share_link(request: Request, external_ref: Ref, customer_id: Customer
     found(queries.shipment(c, customer, external_ref))
     valid = timedelta(days=days or request.app.state.settings.share_link_days)
     token, expires = share.sign(c, customer, external_ref, valid)
-    return {"token": token, "url": str(request.url_for("shared_page", token=token)), "expires_at": expires}
+    return {"token": token, "url": f"{request.base_url}s/{token}", "expires_at": expires}
 
 
 def shared(request: Request, token: Token) -> Principal:
