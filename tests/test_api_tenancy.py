@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 
 import psycopg
@@ -132,3 +133,24 @@ def test_rate_limits_hold_per_key(world: World) -> None:
         assert 1 <= int(limited.headers["Retry-After"]) <= 60
         assert limited.headers["content-type"] == "application/problem+json"
         assert world.call(client, "GET", "/v1/shipments/SO-G1", "globex").status_code == 200  # another key's budget
+
+
+@pytest.fixture
+def login_role(world: World) -> Iterator[str]:
+    """A login role of the API's own, as production runs it: a member of cargotrace_api, nothing more."""
+    name = f"ct_api_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(world.db_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {name} LOGIN IN ROLE {API_ROLE}")
+    yield name
+    with psycopg.connect(world.db_url, autocommit=True) as conn:
+        conn.execute(f"DROP ROLE {name}")
+
+
+def test_the_api_works_under_its_own_login_role(world: World, login_role: str) -> None:
+    api_url = world.db_url.replace("postgres@", f"{login_role}@", 1)
+    with TestClient(create_app(Settings(database_url=world.db_url, api_database_url=api_url))) as client:
+        assert world.call(client, "GET", "/v1/shipments/SO-A1", "acme").json()["external_ref"] == "SO-A1"
+        assert world.call(client, "GET", "/v1/shipments/SO-G1", "acme").status_code == 404
+        assert len(world.call(client, "GET", "/v1/exceptions", "dispatcher").json()["exceptions"]) == 2
+        with client.app.state.pool.connection() as conn:
+            assert conn.execute("SELECT session_user, (SELECT count(*) FROM demands)").fetchone() == (login_role, 0)

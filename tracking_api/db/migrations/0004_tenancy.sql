@@ -12,6 +12,11 @@ EXCEPTION WHEN duplicate_object OR unique_violation THEN
     NULL;  -- roles are cluster-wide: another database of this cluster created it
 END $$;
 
+-- The owner may switch to it (SET ROLE) when the API has no login role of its own.
+DO $$
+BEGIN
+    EXECUTE format('GRANT cargotrace_api TO %I', current_user);
+END $$;
 GRANT USAGE ON SCHEMA public TO cargotrace_api;
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO cargotrace_api;
 GRANT INSERT, UPDATE ON demands, demand_items, demand_history, exceptions, feedback, customers,
