@@ -1,0 +1,39 @@
+"""Property-based fuzzing of every operation in the app's own OpenAPI document: no input makes it fail (5xx)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+
+from tests.api_world import World, build
+from tests.helpers import ApiServer
+from tracking_api.http.app import create_app
+from tracking_api.settings import Settings
+
+# The document needs no database; the calls go to a real server on a real, populated one. Streams never
+# end: they are left out here and covered by tests/test_api_live.py.
+schema = schemathesis.openapi.from_dict(create_app(Settings(database_url="postgresql://unused")).openapi()).exclude(
+    path_regex=r".*/stream$")
+
+
+@pytest.fixture
+def world(db_url: str) -> World:
+    return build(db_url)
+
+
+@pytest.fixture
+def server(world: World) -> Iterator[ApiServer]:
+    # Rate limits off: the fuzzer sends far more than a client may.
+    with ApiServer(create_app(Settings(database_url=world.db_url, api_rate_limit_per_minute=0))) as running:
+        yield running
+
+
+@schema.parametrize()
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_input_makes_the_api_fail(case: schemathesis.Case, world: World, server: ApiServer) -> None:
+    for role in ("admin", "acme", None):  # all-seeing staff, a customer, nobody
+        case.call_and_validate(base_url=server.url, headers=world.headers(role), checks=[not_a_server_error])
