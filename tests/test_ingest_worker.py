@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -17,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.contract import GPS_SCHEMA, RFID_SCHEMA, batch, iso_ms, topic
+from tests.brokers import Mosquitto
 from tests.helpers import wait_for
 from tracking_api.ingest.validate import Rejected, parse
 from tracking_api.ingest.worker import IngestWorker
@@ -66,9 +68,11 @@ def running(settings: Settings) -> Iterator[IngestWorker]:
     thread = threading.Thread(target=worker.run, args=(stop,))
     thread.start()
     assert worker.subscribed.wait(10)
-    yield worker
-    stop.set()
-    thread.join(10)
+    try:
+        yield worker
+    finally:
+        stop.set()
+        thread.join(10)
     assert not thread.is_alive()
 
 
@@ -135,14 +139,16 @@ def test_malformed_messages_become_dead_letters_and_valid_ones_still_land(
 
 
 def test_messages_in_flight_across_a_reconnect_are_stored_once_and_acknowledged_once(
-        db_url: str, mqtt_url: str, gateway_id: str) -> None:
-    settings = worker_settings(db_url, mqtt_url)
-    pub = Publisher(mqtt_url)
+        db_url: str, gateway_id: str, tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path).start()  # its own: no other test's messages in the counts
+    settings = worker_settings(db_url, broker.url)
+    pub = Publisher(broker.url)
     with psycopg.connect(db_url) as blocker, running(settings) as worker:
         blocker.execute("LOCK TABLE positions IN EXCLUSIVE MODE")  # held until commit: the batch waits
         for seq in (1, 2, 3):
             pub.send(topic(gateway_id, "gps"), batch(GPS_SCHEMA, gateway_id, [gps_event(seq)]))
-        wait_for(lambda: blocker.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()[0],
+        wait_for(lambda: blocker.execute("SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                                         "WHERE NOT l.granted AND d.datname = current_database()").fetchone()[0],
                  what="the first batch to wait for the table")
         worker.subscribed.clear()
         worker.client.socket().shutdown(socket.SHUT_RDWR)  # the connection drops mid-batch
@@ -156,6 +162,7 @@ def test_messages_in_flight_across_a_reconnect_are_stored_once_and_acknowledged_
         wait_for(lambda: count(db_url, "positions") == 4)
         assert again.counters["messages"] == 1
     pub.close()
+    broker.stop()
 
 
 def test_commits_are_announced_to_listeners(ingest: IngestWorker, db_url: str, mqtt_url: str,
