@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.api_world import World, build
+from tests.conftest import ADMIN_PG_URL
 from tracking_api.http.app import create_app
 from tracking_api.http.deps import API_ROLE
 from tracking_api.settings import Settings
@@ -154,3 +155,29 @@ def test_the_api_works_under_its_own_login_role(world: World, login_role: str) -
         assert len(world.call(client, "GET", "/v1/exceptions", "dispatcher").json()["exceptions"]) == 2
         with client.app.state.pool.connection() as conn:
             assert conn.execute("SELECT session_user, (SELECT count(*) FROM demands)").fetchone() == (login_role, 0)
+
+
+@pytest.fixture
+def replica_url(world: World) -> Iterator[str]:
+    """A stand-in for a read replica: a copy of the database taken now, which later writes do not reach."""
+    name = f"ct_replica_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_PG_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{world.db_url.rsplit("/", 1)[1]}"')
+    yield world.db_url.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(ADMIN_PG_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_reads_go_to_the_replica_and_writes_to_the_primary(world: World, replica_url: str) -> None:
+    with psycopg.connect(replica_url) as conn:  # the replica says something the primary does not
+        conn.execute("UPDATE demands SET status = 'in_transit' WHERE external_ref = 'SO-A1'")
+    settings = Settings(database_url=world.db_url, read_database_url=replica_url)
+    with TestClient(create_app(settings)) as client:
+        assert world.call(client, "GET", "/v1/shipments/SO-A1", "acme").json()["status"] == "in_transit"
+        acknowledged = world.call(client, "POST", f"/v1/exceptions/{world.exception_ids['acme']}/acknowledge",
+                                  "dispatcher")
+        assert acknowledged.json()["state"] == "acknowledged"  # answered from the primary it wrote to
+        listed = world.call(client, "GET", "/v1/exceptions?state=acknowledged", "dispatcher").json()
+        assert listed["exceptions"] == []  # the replica has not seen that write
+    with psycopg.connect(world.db_url) as conn:
+        assert conn.execute("SELECT status FROM demands WHERE external_ref = 'SO-A1'").fetchone() == ("pending",)
