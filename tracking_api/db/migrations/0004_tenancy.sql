@@ -23,7 +23,7 @@ GRANT INSERT, UPDATE ON demands, demand_items, demand_history, exceptions, feedb
     webhook_subscriptions, webhook_deliveries TO cargotrace_api;
 GRANT DELETE ON demand_items, webhook_subscriptions TO cargotrace_api;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO cargotrace_api;
-REVOKE ALL ON schema_migrations, consumer_cursors FROM cargotrace_api;
+REVOKE ALL ON consumer_cursors FROM cargotrace_api;
 -- Tables of later migrations: readable and writable by the API, still subject to their own policies.
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE ON TABLES TO cargotrace_api;
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE ON SEQUENCES TO cargotrace_api;
