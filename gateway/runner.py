@@ -21,6 +21,7 @@ from gateway.metrics import Sample, serve
 from gateway.outbox import Outbox
 from gateway.publisher import Publisher
 from gateway.smoothing import Smoother
+from gateway.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 TICK_S = 0.1
@@ -69,10 +70,14 @@ class Gateway:
         self.publisher.start()
         for device in devices:
             device.start()
+        watchdog = Watchdog()
+        watchdog.ready()
         try:
             while not stop.is_set():
                 self.step(datetime.now(UTC))
+                watchdog.alive()
         finally:
+            watchdog.stopping()
             self.step(datetime.now(UTC), flush=True)
             for device in devices:
                 device.join(timeout=2)
