@@ -28,7 +28,28 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_gateway(args: argparse.Namespace) -> int:
     from gateway.runner import run
 
+    if not args.config:
+        sys.exit("error: --config FILE is required to run a gateway")
     run(args.config)
+    return 0
+
+
+def cmd_gateway_provision(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from firmware_configs.provision import Request, provision
+
+    req = Request(args.id, args.kind, args.broker, site=args.site or "",
+                  doors=tuple(d for d in (args.doors or "").split(",") if d), vehicle=args.vehicle or "",
+                  region=args.region)
+    try:
+        done = provision(req, Path(args.password_file), Path(args.acl), Path(args.profile_dir))
+    except (ValueError, OSError) as exc:
+        sys.exit(f"error: {exc}")
+    print(f"profile {done.profile} {'written' if done.profile_created else 'kept (exists)'}; "
+          f"broker user {args.id} set in {args.password_file} (reload Mosquitto: kill -HUP)", file=sys.stderr)
+    print("The password follows on stdout, once: put it in the box's password_file (mode 0600).", file=sys.stderr)
+    print(done.password)
     return 0
 
 
@@ -140,7 +161,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add simulated dock-door readers and a truck, sample customers and demand records")
 
     p = add("gateway", cmd_gateway, "run an edge gateway from its profile")
-    p.add_argument("--config", required=True, metavar="FILE", help="gateway profile (YAML)")
+    p.add_argument("--config", metavar="FILE", help="gateway profile (YAML)")
+    gateway_sub = p.add_subparsers(dest="gateway_command", metavar="COMMAND")
+    p = add("provision", cmd_gateway_provision, "create a gateway's broker password and its profile in one step "
+            "(again for an existing gateway: a new password, the profile kept)", gateway_sub)
+    p.add_argument("id", help="gateway id [a-z0-9-]{1,64}, also its MQTT user name")
+    p.add_argument("--kind", choices=("dock", "truck"), default="dock")
+    p.add_argument("--site", help="dock: the site id of its read points (e.g. wh-sh1)")
+    p.add_argument("--doors", help="dock: comma-separated door ids, one reader each (e.g. door-03,door-04)")
+    p.add_argument("--vehicle", help="truck: the fleet id (e.g. TRK-042)")
+    p.add_argument("--region", default="EU", help="the readers' RF region (see firmware_configs/profile.py)")
+    p.add_argument("--broker", default="mqtts://mqtt.cargotrace.internal:8883", help="broker URL the box uses")
+    p.add_argument("--password-file", default="deploy/mosquitto/cargotrace.passwd", metavar="FILE",
+                   help="Mosquitto password file to add the user to (created if missing)")
+    p.add_argument("--acl", default="deploy/mosquitto/cargotrace.acl", metavar="FILE",
+                   help="the broker's ACL, checked to confine the new user to its own topics")
+    p.add_argument("--profile-dir", default="firmware_configs/profiles", metavar="DIR")
 
     add("ingest", cmd_ingest, "consume gateway messages from MQTT into the database")
     api = add("api", cmd_api, "serve the tracking API and web pages")

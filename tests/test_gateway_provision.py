@@ -1,0 +1,118 @@
+"""`cargotrace gateway provision`: a new gateway's password works on a real Mosquitto with the shipped
+ACL, for its own topics only; its profile is valid; provisioning again rotates the password."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from firmware_configs import load_profile
+from firmware_configs.broker_credentials import acl_problems, hash_password, set_user
+from tests.brokers import Mosquitto
+from tests.helpers import Subscriber, wait_for
+from tests.test_broker_acl import ACL, connect
+from tracking_api.cli import main
+
+
+def provision(capsys: pytest.CaptureFixture[str], folder: Path, *args: str) -> str:
+    capsys.readouterr()
+    assert main(["gateway", "provision", *args, "--password-file", str(folder / "passwd"),
+                 "--acl", str(ACL), "--profile-dir", str(folder), "--broker", "mqtt://127.0.0.1:1883"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1  # the password, and nothing else on stdout
+    return out[0]
+
+
+def test_a_provisioned_gateway_publishes_its_own_topics_and_not_another_s(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    new = provision(capsys, tmp_path, "dock-wh-x1", "--site", "wh-x1", "--doors", "door-01,door-02")
+    other = provision(capsys, tmp_path, "truck-trk-007", "--kind", "truck", "--vehicle", "TRK-007")
+    # The ingest account, made the way the operator makes it, shares the file.
+    subprocess.run(["mosquitto_passwd", "-b", str(tmp_path / "passwd"), "ingest", "s3cret-ingest"], check=True)
+    profile = load_profile(tmp_path / "dock-wh-x1.yaml")
+    assert profile.gateway.id == "dock-wh-x1"
+    assert [a.read_point for r in profile.readers for a in r.antennas] == ["wh-x1/door-01"] * 2 + ["wh-x1/door-02"] * 2
+    assert load_profile(tmp_path / "truck-trk-007.yaml").gps.vehicle == "TRK-007"
+
+    broker = Mosquitto(tmp_path / "broker", anonymous=False,
+                       extra=f"password_file {tmp_path / 'passwd'}\nacl_file {ACL}\n").start()
+    try:
+        reader = Subscriber(broker.url.replace("mqtt://", "mqtt://ingest:s3cret-ingest@"), "cargotrace/v1/#")
+        dock, reason = connect(broker, "dock-wh-x1", new)
+        assert not reason.is_failure
+        dock.publish("cargotrace/v1/dock-wh-x1/rfid", b"own", qos=1).wait_for_publish(10)
+        wait_for(lambda: [m.payload for m in reader.messages] == [b"own"], what="the new gateway's message")
+        dock.publish("cargotrace/v1/truck-trk-007/gps", b"forged", qos=1)
+        wait_for(lambda: not dock.is_connected(), what="the broker to act on the forged message")
+        truck, reason = connect(broker, "truck-trk-007", other)
+        assert not reason.is_failure
+        truck.publish("cargotrace/v1/truck-trk-007/gps", b"real", qos=1).wait_for_publish(10)
+        wait_for(lambda: len(reader.messages) == 2, what="the other gateway's own message")
+        assert [m.payload for m in reader.messages] == [b"own", b"real"]  # the forged one never arrived
+        for client in (dock, truck):
+            client.loop_stop()
+        reader.close()
+    finally:
+        broker.stop()
+
+    # Again: a new password replaces the old one; the profile (maybe edited on the box) is kept.
+    edited = (tmp_path / "dock-wh-x1.yaml").read_text().replace("region: EU", "region: PRC")
+    (tmp_path / "dock-wh-x1.yaml").write_text(edited)
+    rotated = provision(capsys, tmp_path, "dock-wh-x1", "--site", "wh-x1", "--doors", "door-01")
+    assert rotated != new and (tmp_path / "dock-wh-x1.yaml").read_text() == edited
+    users = [line.split(":")[0] for line in (tmp_path / "passwd").read_text().splitlines()]
+    assert users == ["dock-wh-x1", "truck-trk-007", "ingest"]
+    broker = Mosquitto(tmp_path / "broker2", anonymous=False,
+                       extra=f"password_file {tmp_path / 'passwd'}\nacl_file {ACL}\n").start()
+    try:
+        for password, refused in ((new, True), (rotated, False)):
+            client, reason = connect(broker, "dock-wh-x1", password)
+            assert reason.is_failure == refused
+            client.loop_stop()
+    finally:
+        broker.stop()
+
+
+def test_names_the_acl_gives_other_rights_and_bad_ids_are_refused_before_anything_is_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for gateway_id in ("ingest", "Dock_1", "a/b"):
+        with pytest.raises(SystemExit) as exc:
+            main(["gateway", "provision", gateway_id, "--site", "s", "--doors", "d", "--acl", str(ACL),
+                  "--password-file", str(tmp_path / "passwd"), "--profile-dir", str(tmp_path)])
+        assert "error" in str(exc.value)
+    assert list(tmp_path.iterdir()) == []
+    assert capsys.readouterr().out == ""
+
+
+def test_the_acl_check_names_each_missing_gateway_pattern() -> None:
+    shipped = ACL.read_text()
+    assert acl_problems(shipped, "dock-new") == []
+    crippled = shipped.replace("pattern write cargotrace/v1/%u/gps\n", "")
+    assert acl_problems(crippled, "dock-new") == ["the ACL lacks 'pattern write cargotrace/v1/%u/gps'"]
+
+
+def test_the_hash_is_pbkdf2_sha512_as_mosquitto_passwd_writes_it(tmp_path: Path) -> None:
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(tmp_path / "p"), "u", "pw"], check=True)
+    theirs = (tmp_path / "p").read_text().strip().split(":", 1)[1]
+    salt = base64.b64decode(theirs.split("$")[3])
+    assert hash_password("pw", salt) == theirs
+    assert hash_password("pw2", salt) != theirs
+
+
+users = st.from_regex(r"[a-z0-9-]{1,12}", fullmatch=True)
+hashes = st.text(alphabet="$0123456789abc+/=", min_size=1, max_size=20)
+
+
+@given(st.lists(st.tuples(users, hashes), unique_by=lambda u: u[0]), users, hashes)
+def test_setting_a_user_changes_only_its_line(existing: list[tuple[str, str]], user: str, new_hash: str) -> None:
+    text = "".join(f"{u}:{h}\n" for u, h in existing)
+    lines = set_user(text, user, new_hash).splitlines()
+    expected = [f"{u}:{new_hash if u == user else h}" for u, h in existing]
+    if user not in dict(existing):
+        expected.append(f"{user}:{new_hash}")
+    assert lines == expected
