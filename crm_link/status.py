@@ -9,6 +9,9 @@ RANK = {s: i for i, s in enumerate(STATUSES)}
 BIZ_STEP = {"loading": "loading", "loaded": "loading", "in_transit": "departing", "arrived": "arriving",
             "delivered": "receiving"}
 
-# The words shippers know from parcel tracking (AfterShip's tags), one per internal status.
+# The words shippers know from parcel tracking (AfterShip's tags) and a code one-to-one with the
+# internal statuses, in the style of AfterShip's sub-tags (tag_NNN).
 CUSTOMER_WORD = {"pending": "InfoReceived", "loading": "InfoReceived", "loaded": "InfoReceived",
                  "in_transit": "InTransit", "arrived": "OutForDelivery", "delivered": "Delivered"}
+CUSTOMER_SUBTAG = {"pending": "InfoReceived_001", "loading": "InfoReceived_002", "loaded": "InfoReceived_003",
+                   "in_transit": "InTransit_001", "arrived": "OutForDelivery_001", "delivered": "Delivered_001"}

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from crm_link.status import CUSTOMER_WORD
+from crm_link.status import CUSTOMER_SUBTAG, CUSTOMER_WORD
 
 # What a shipper is shown of the route exceptions; the rest are the dispatcher's business.
 CUSTOMER_VISIBLE_EXCEPTIONS = ("late", "missing_cargo", "misload", "wrong_destination")
@@ -31,7 +31,7 @@ def shipment(conn: psycopg.Connection, customer_id: str, external_ref: str) -> d
         if row is None:
             return None
         demand_id = row.pop("id")
-        row["status_word"] = CUSTOMER_WORD[row["status"]]
+        row["status_word"], row["status_subtag"] = CUSTOMER_WORD[row["status"]], CUSTOMER_SUBTAG[row["status"]]
         row["items"] = cur.execute(
             "SELECT count(*) AS total, count(loaded_at) AS loaded, count(delivered_at) AS delivered "
             "FROM demand_items WHERE demand_id = %s", (demand_id,)).fetchone()
@@ -58,7 +58,7 @@ def shipments(conn: psycopg.Connection, customer_id: str, status: str | None, si
             {"c": customer_id, "s": status, "since": since, "until": until, "after": after,
              "limit": limit}).fetchall()
     for row in rows:
-        row["status_word"] = CUSTOMER_WORD[row["status"]]
+        row["status_word"], row["status_subtag"] = CUSTOMER_WORD[row["status"]], CUSTOMER_SUBTAG[row["status"]]
     return rows
 
 
