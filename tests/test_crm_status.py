@@ -124,3 +124,10 @@ def test_sscc_and_gtin_items_map_to_the_uris_tags_carry() -> None:
                            {"gtin": "80614141123458", "serial": "6789", "company_prefix_length": 7}])
     assert [i.uri for i in record.items] == ["urn:epc:id:sscc:0614141.1123456789",
                                              "urn:epc:id:sgtin:0614141.812345.6789"]
+
+
+def test_customer_sub_tags_are_one_to_one_with_statuses_and_agree_with_the_words() -> None:
+    from crm_link.status import CUSTOMER_SUBTAG, CUSTOMER_WORD, STATUSES
+    assert sorted(CUSTOMER_SUBTAG) == sorted(STATUSES) == sorted(CUSTOMER_WORD)
+    assert len(set(CUSTOMER_SUBTAG.values())) == len(STATUSES)
+    assert all(CUSTOMER_SUBTAG[s].rsplit("_", 1)[0] == CUSTOMER_WORD[s] for s in STATUSES)
