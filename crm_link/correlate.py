@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -55,11 +56,16 @@ _HORIZON = """
     GROUP BY s.xmax"""
 
 
+def consumer(table: str) -> str:
+    """The name of the status correlation's cursor over a source table."""
+    return f"status:{table}"
+
+
 def _read(cur: psycopg.Cursor, kind: str) -> tuple[list[Event], tuple[str, int] | None]:
     table, cols = _SOURCES[kind]
-    consumer = f"status:{table}"
-    cur.execute("INSERT INTO consumer_cursors (consumer) VALUES (%s) ON CONFLICT DO NOTHING", (consumer,))
-    cur.execute("SELECT txid::text, id FROM consumer_cursors WHERE consumer = %s FOR UPDATE", (consumer,))
+    consumer_name = consumer(table)
+    cur.execute("INSERT INTO consumer_cursors (consumer) VALUES (%s) ON CONFLICT DO NOTHING", (consumer_name,))
+    cur.execute("SELECT txid::text, id FROM consumer_cursors WHERE consumer = %s FOR UPDATE", (consumer_name,))
     txid, last_id = cur.fetchone().values()
     cur.execute(f"SELECT txid::text AS txid, {cols} FROM {table} "
                 "WHERE (txid, id) > (%s::xid8, %s) AND txid < (" + _HORIZON + ") "
@@ -71,9 +77,10 @@ def _read(cur: psycopg.Cursor, kind: str) -> tuple[list[Event], tuple[str, int] 
     return events, (rows[-1]["txid"], rows[-1]["id"])
 
 
-def process_pending(conn: psycopg.Connection) -> int:
+def process_pending(conn: psycopg.Connection, consumed: Counter[str] | None = None) -> int:
     """Apply every committed, not yet consumed observation and fix; returns how many demands changed
-    status or got a new exception (once per batch, even when a demand moved several steps)."""
+    status or got a new exception (once per batch, even when a demand moved several steps).
+    `consumed` counts the events read, per kind, once their transaction committed."""
     transitions = 0
     while True:
         with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
@@ -92,10 +99,12 @@ def process_pending(conn: psycopg.Connection) -> int:
                 touched |= (_observation(cur, event) if event.kind == "observation" else _position(cur, event))
             for kind, (txid, last_id) in cursors.items():
                 cur.execute("UPDATE consumer_cursors SET txid = %s::xid8, id = %s WHERE consumer = %s",
-                            (txid, last_id, f"status:{_SOURCES[kind][0]}"))
+                            (txid, last_id, consumer(_SOURCES[kind][0])))
             for demand_id in touched:
                 cur.execute("SELECT pg_notify(%s, %s)", (STATUS_CHANNEL, str(demand_id)))
             transitions += len(touched)
+        if consumed is not None:
+            consumed.update(event.kind for event in events)
 
 
 def _advance(cur: psycopg.Cursor, demand: dict[str, Any], status: str, event: Event, place: str | None,

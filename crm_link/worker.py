@@ -6,10 +6,13 @@ import logging
 import signal
 import threading
 import time
+from collections import Counter
 
 import psycopg
 
 from crm_link.correlate import process_pending
+from crm_link.metrics import database_samples
+from gateway.metrics import Sample, serve
 from tracking_api.ingest.writer import NOTIFY_CHANNEL
 from tracking_api.settings import Settings
 
@@ -17,25 +20,60 @@ log = logging.getLogger(__name__)
 STOP_CHECK_S = 0.5
 
 
+class CrmWorker:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.consumed: Counter[str] = Counter()
+        self.transitions = 0
+        self.database_errors = 0
+        self.database_ok = False
+
+    def run(self, stop: threading.Event) -> None:
+        s = self.settings
+        metrics = serve(s.crm_metrics_listen, self.samples, lambda: self.database_ok) if s.crm_metrics_listen else None
+        backoff = 0.5
+        try:
+            while not stop.is_set():
+                try:
+                    with psycopg.connect(s.database_url, autocommit=True) as listener, \
+                            psycopg.connect(s.database_url) as conn:
+                        listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                        backoff, self.database_ok = 0.5, True
+                        while not stop.is_set():
+                            self.transitions += process_pending(conn, self.consumed)
+                            _wait(listener, s.crm_poll_seconds, stop)
+                except psycopg.OperationalError as exc:
+                    self.database_ok = False
+                    self.database_errors += 1
+                    log.warning("database unavailable (%s); retrying in %.1f s", exc, backoff)
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, 15.0)
+        finally:
+            if metrics:
+                metrics.shutdown()
+
+    def samples(self) -> list[Sample]:
+        c = "cargotrace_crm_"
+        out: list[Sample] = [(c + "events_total", {"kind": kind}, self.consumed[kind])
+                             for kind in ("observation", "position")]
+        out += [(c + "transitions_total", {}, self.transitions),
+                (c + "database_errors_total", {}, self.database_errors)]
+        try:  # a scrape of its own: the worker's connections stay in their transactions
+            with psycopg.connect(self.settings.database_url, autocommit=True, connect_timeout=5) as conn:
+                out += database_samples(conn)
+            up = 1.0
+        except psycopg.Error as exc:
+            log.warning("metrics: database query failed: %s", exc)
+            up = 0.0
+        return [*out, (c + "database_up", {}, up)]
+
+
 def run(settings: Settings, stop: threading.Event | None = None) -> None:
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-    backoff = 0.5
-    while not stop.is_set():
-        try:
-            with psycopg.connect(settings.database_url, autocommit=True) as listener, \
-                    psycopg.connect(settings.database_url) as conn:
-                listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                backoff = 0.5
-                while not stop.is_set():
-                    process_pending(conn)
-                    _wait(listener, settings.crm_poll_seconds, stop)
-        except psycopg.OperationalError as exc:
-            log.warning("database unavailable (%s); retrying in %.1f s", exc, backoff)
-            stop.wait(backoff)
-            backoff = min(backoff * 2, 15.0)
+    CrmWorker(settings).run(stop)
 
 
 def _wait(listener: psycopg.Connection, period: float, stop: threading.Event) -> None:

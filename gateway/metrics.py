@@ -1,4 +1,8 @@
-"""The gateway's local health and metrics endpoint (Prometheus text format), on a loopback port."""
+"""The health and metrics endpoint of every long-running process (Prometheus text format).
+
+Here because the gateway is the leftmost package that serves it; ingest, the CRM link and the API
+serve theirs with the same code, each on its own listen address.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 Sample = tuple[str, dict[str, str], float]  # name, labels, value
 
 
+def _number(value: float) -> str:
+    # Counters pass a million: "%g" would print 1.23457e+06 and lose the low digits.
+    value = float(value)
+    if value.is_integer():
+        return str(int(value))
+    return {"inf": "+Inf", "-inf": "-Inf", "nan": "NaN"}.get(repr(value), repr(value))
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def render(samples: list[Sample]) -> str:
     lines = []
     for name, labels, value in samples:
-        label_text = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-        lines.append(f"{name}{{{label_text}}} {value:g}" if labels else f"{name} {value:g}")
+        label_text = ",".join(f'{k}="{_label(v)}"' for k, v in sorted(labels.items()))
+        lines.append(f"{name}{{{label_text}}} {_number(value)}" if labels else f"{name} {_number(value)}")
     return "\n".join(lines) + "\n"
 
 

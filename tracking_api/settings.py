@@ -10,6 +10,8 @@ from functools import lru_cache
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+LISTEN = r"^[0-9a-zA-Z.:-]+:[0-9]{1,5}$"  # host:port
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CARGOTRACE_", env_file=".env", extra="ignore")
@@ -46,6 +48,12 @@ class Settings(BaseSettings):
     ingest_receive_maximum: int = 1000
 
     crm_poll_seconds: float = 1.0
+
+    # host:port of each process's /metrics and /healthz (Prometheus text); off when unset. The API's
+    # is apart from its public port so metrics never pass the reverse proxy.
+    ingest_metrics_listen: str | None = Field(None, pattern=LISTEN)
+    crm_metrics_listen: str | None = Field(None, pattern=LISTEN)
+    api_metrics_listen: str | None = Field(None, pattern=LISTEN)
     geofence_default_radius_m: float = 300.0
 
 

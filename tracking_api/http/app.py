@@ -10,12 +10,14 @@ from urllib.parse import urlparse
 
 import psycopg
 from fastapi import FastAPI, HTTPException, Request
-from psycopg_pool import PoolTimeout
+from psycopg_pool import ConnectionPool, PoolTimeout
 
+from gateway.metrics import serve
 from tracking_api.http import demands, dispatch, problems, shipments
 from tracking_api.http.auth import RateLimit
 from tracking_api.http.deps import open_pool
 from tracking_api.http.live import Live
+from tracking_api.http.metrics import RequestMetrics, RequestStats
 from tracking_api.settings import Settings
 
 HEALTH_TIMEOUT_S = 3.0
@@ -32,6 +34,9 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.live = Live(settings.api_database_url or settings.database_url or "", app.state.pool)
             app.state.live.start()
             stack.callback(app.state.live.close)
+            if settings.api_metrics_listen:
+                server = serve(settings.api_metrics_listen, stats.samples, lambda: _database_answers(app.state.pool))
+                stack.callback(server.shutdown)
             yield
 
     app = FastAPI(title="cargotrace tracking API", version="1.0", lifespan=lifespan,
@@ -40,23 +45,31 @@ def create_app(settings: Settings) -> FastAPI:
                               "problem details. Lists page with a cursor: pass `next_after` back as `after`.")
     app.state.settings = settings
     app.state.rate_limit = RateLimit(settings.api_rate_limit_per_minute)
+    stats = RequestStats()
+    app.add_middleware(RequestMetrics, stats=stats)
     problems.install(app)
     for router in (shipments.router, dispatch.router, demands.router):
         app.include_router(router)
 
     @app.get("/healthz", tags=["ops"])
     def healthz(request: Request) -> dict[str, Any]:
-        try:
-            with request.app.state.pool.connection(timeout=HEALTH_TIMEOUT_S) as c:
-                c.execute("SELECT 1")
-        except (psycopg.Error, PoolTimeout):
-            raise HTTPException(503, "the database does not answer") from None
+        if not _database_answers(request.app.state.pool):
+            raise HTTPException(503, "the database does not answer")
         if settings.mqtt_url and not _reachable(settings.mqtt_url):
             raise HTTPException(503, "the MQTT broker does not answer")
         return {"status": "ok", "database": "ok", "live": request.app.state.live.listening.is_set(),
                 **({"broker": "ok"} if settings.mqtt_url else {})}
 
     return app
+
+
+def _database_answers(pool: ConnectionPool) -> bool:
+    try:
+        with pool.connection(timeout=HEALTH_TIMEOUT_S) as c:
+            c.execute("SELECT 1")
+    except (psycopg.Error, PoolTimeout):
+        return False
+    return True
 
 
 def _reachable(url: str) -> bool:

@@ -23,6 +23,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gateway.contract import TOPIC_ROOT
+from gateway.metrics import Sample, serve
 from tracking_api.ingest.validate import Rejected, parse
 from tracking_api.ingest.writer import Accepted, Batch, Writer
 from tracking_api.settings import Settings
@@ -48,6 +49,11 @@ class IngestWorker:
         self.counters: Counter[str] = Counter()
         self.subscribed = threading.Event()
         self.stopping = threading.Event()
+        # For the lag metric: receipt time (paho's monotonic msg.timestamp) of the oldest message of
+        # the batch being written, and when the last batch was committed.
+        self.batch_since: float | None = None
+        self.last_commit = time.monotonic()
+        self.database_ok = True
         self.client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
@@ -114,6 +120,7 @@ class IngestWorker:
         else:
             self.client.connect_async(url.hostname, url.port or 1883, keepalive=30)
         self.client.loop_start()
+        metrics = serve(s.ingest_metrics_listen, self.samples, self.healthy) if s.ingest_metrics_listen else None
         conn: psycopg.Connection | None = None
         writer: Writer | None = None
         try:
@@ -128,10 +135,12 @@ class IngestWorker:
                             conn = psycopg.connect(s.database_url)  # type: ignore[arg-type]
                             writer = Writer(conn)
                         written = writer.write(batch)
+                        self.database_ok = True
                         break
                     except psycopg.OperationalError as exc:
                         log.warning("database unavailable (%s); retrying in %.1f s", exc, backoff)
                         self.counters["database errors"] += 1
+                        self.database_ok = False
                         if conn is not None:
                             conn.close()
                         conn = writer = None
@@ -139,6 +148,7 @@ class IngestWorker:
                             return  # not acknowledged: the broker redelivers to the next worker
                         backoff = min(backoff * 2, MAX_DB_BACKOFF_S)
                 self._acknowledge(messages)
+                self.batch_since, self.last_commit = None, time.monotonic()
                 self.counters["messages"] += len(messages)
                 self.counters["observations"] += written.observations
                 self.counters["positions"] += written.positions
@@ -150,7 +160,38 @@ class IngestWorker:
             self.client.loop_stop()
             if conn is not None:
                 conn.close()
+            if metrics:
+                metrics.shutdown()
             log.info("ingest stopped: %s", json.dumps(dict(self.counters), sort_keys=True))
+
+    def healthy(self) -> bool:
+        return self.client.is_connected() and self.subscribed.is_set() and self.database_ok
+
+    def lag_seconds(self) -> float:
+        """Age of the oldest message received and not yet committed (0 when none waits)."""
+        since = self.batch_since
+        if since is None:
+            with self.inbox.mutex:
+                since = self.inbox.queue[0][1].timestamp if self.inbox.queue else None
+        return max(0.0, time.monotonic() - since) if since is not None else 0.0
+
+    def samples(self) -> list[Sample]:
+        i = "cargotrace_ingest_"
+        counts = dict(self.counters)
+        out: list[Sample] = [
+            (i + "messages_total", {}, counts.get("messages", 0)),
+            (i + "observations_total", {}, counts.get("observations", 0)),
+            (i + "positions_total", {}, counts.get("positions", 0)),
+            (i + "database_errors_total", {}, counts.get("database errors", 0)),
+            (i + "redelivered_total", {}, counts.get("redelivered after reconnect", 0)),
+            (i + "lag_seconds", {}, self.lag_seconds()),
+            (i + "last_commit_age_seconds", {}, time.monotonic() - self.last_commit),
+            (i + "queued_messages", {}, self.inbox.qsize()),
+            (i + "broker_connected", {}, float(self.client.is_connected())),
+        ]
+        out += [(i + "rejected_total", {"reason": key.split(": ", 1)[1]}, n)
+                for key, n in sorted(counts.items()) if key.startswith("rejected: ")]
+        return out
 
     def _acknowledge(self, messages: list[tuple[int, mqtt.MQTTMessage]]) -> None:
         with self.ack_lock:
@@ -178,6 +219,8 @@ class IngestWorker:
                     continue
                 break
             deadline = deadline or time.monotonic() + s.ingest_batch_seconds
+            if self.batch_since is None:
+                self.batch_since = msg.timestamp
             messages.append((connection, msg))
             try:
                 rows = parse(msg.topic, msg.payload, s.ingest_max_message_bytes)
