@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from firmware_configs import validate_file
+from firmware_configs.broker_credentials import acl_problems
 from tracking_api.cli import build_parser
 from tracking_api.settings import Settings
 
@@ -19,7 +20,8 @@ DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 COMPOSE = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
 SERVICES = COMPOSE["services"]
 # Secrets the operator creates on the host; never in the repository.
-OPERATOR_CREATED = {"./mosquitto/cargotrace.passwd", "./mosquitto/certs", "./secrets/db_password"}
+OPERATOR_CREATED = {"./mosquitto/cargotrace.passwd", "./mosquitto/certs", "./secrets/db_password",
+                    "./secrets/sim_gateway_password"}
 
 
 def _env(service: dict) -> dict[str, str]:
@@ -71,3 +73,46 @@ def test_the_broker_configuration_keeps_the_no_loss_settings() -> None:
     assert int(settings["max_inflight_messages"]) >= 1000
     main_conf = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text()
     assert "allow_anonymous false" in main_conf and "acl_file" in main_conf
+
+
+def _commands(*prefix: str) -> dict[str, list[str]]:
+    return {n: s["command"] for n, s in SERVICES.items() if s.get("command", [])[:len(prefix)] == list(prefix)}
+
+
+def test_ingest_workers_share_one_group_with_distinct_client_ids() -> None:
+    workers = [_env(SERVICES[n]) for n in _commands("cargotrace", "ingest")]
+    assert len(workers) >= 2
+    assert len({w["CARGOTRACE_INGEST_CLIENT_ID"] for w in workers}) == len(workers)
+    assert {w["CARGOTRACE_INGEST_SHARED_GROUP"] for w in workers} == {"ingest"}
+
+
+def test_api_replicas_sit_behind_the_proxy_on_the_port_they_serve() -> None:
+    (name, command), = _commands("cargotrace", "api").items()
+    assert SERVICES[name]["deploy"]["replicas"] >= 2
+    port = build_parser().parse_args(command[1:]).port
+    nginx = (DEPLOY / "nginx.conf").read_text()
+    assert re.search(rf"server {name}:{port};", nginx) and "proxy_pass http://cargotrace_api;" in nginx
+    assert name in SERVICES["proxy"]["depends_on"]
+
+
+def test_every_long_running_process_serves_the_health_its_healthcheck_asks() -> None:
+    for name, command in _commands("cargotrace").items():
+        if command[1] in ("db", "keys", "config", "gateway"):  # one-shot commands
+            continue
+        args = build_parser().parse_args(command[1:])
+        env = _env(SERVICES[name])
+        listen = getattr(args, "metrics_listen", None) or next(
+            (v for k, v in env.items() if k.endswith("_METRICS_LISTEN")), None)
+        assert listen, f"{name} serves no /metrics"
+        settings_key = {"ingest": "INGEST", "crm": "CRM", "api": "API"}.get(command[1])
+        assert settings_key is None or f"CARGOTRACE_{settings_key}_METRICS_LISTEN" in env, name
+        probe = " ".join(SERVICES[name]["healthcheck"]["test"])
+        assert f":{listen.rsplit(':', 1)[1]}/healthz" in probe, name
+
+
+def test_the_simulated_gateway_is_a_gateway_the_acl_confines() -> None:
+    (name, command), = _commands("cargotrace", "simulate").items()
+    args = build_parser().parse_args(command[1:])
+    assert acl_problems((DEPLOY / "mosquitto" / "cargotrace.acl").read_text(), args.gateway_id) == []
+    secret = SERVICES[name]["secrets"][0]
+    assert args.password_file == f"/run/secrets/{secret}" and secret in COMPOSE["secrets"]

@@ -82,6 +82,16 @@ def cmd_api(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tracking_api.simulate import simulate
+
+    simulate(args.gateway_id, args.broker, Path(args.data_dir), args.site, args.vehicle, args.tags, args.period,
+             password_file=args.password_file, metrics_listen=args.metrics_listen)
+    return 0
+
+
 def cmd_db_migrate(args: argparse.Namespace) -> int:
     from tracking_api.db.migrate import migrate
 
@@ -182,6 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
     api = add("api", cmd_api, "serve the tracking API and web pages")
     api.add_argument("--host", help="bind address (default from settings)")
     api.add_argument("--port", type=int, help="port (default from settings)")
+
+    p = add("simulate", cmd_simulate, "run a gateway fed by a simulated dock door and truck (no hardware needed)")
+    p.add_argument("--gateway-id", default="sim-gateway", help="its id and MQTT user name")
+    p.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="broker URL")
+    p.add_argument("--password-file", metavar="FILE", help="the gateway's broker password (from gateway provision)")
+    p.add_argument("--site", default="sim", help="site id of its door (read point SITE/door-01)")
+    p.add_argument("--vehicle", default="SIM-001", help="the simulated truck's fleet id")
+    p.add_argument("--tags", type=int, default=3, help="pallets per passage through the door")
+    p.add_argument("--period", type=float, default=10.0, metavar="SECONDS", help="time between passages")
+    p.add_argument("--data-dir", default="var/simulate", metavar="DIR", help="where its profile and outbox live")
+    p.add_argument("--metrics-listen", metavar="HOST:PORT", help="serve the gateway's /metrics and /healthz")
 
     crm = sub.add_parser("crm", help="the CRM link", description="the CRM link")
     crm_sub = crm.add_subparsers(dest="crm_command", required=True, metavar="COMMAND")

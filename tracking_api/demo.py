@@ -43,15 +43,19 @@ def _seed(conn: psycopg.Connection, ref: str) -> list[str]:
     return pallets
 
 
-def _profile(folder: Path, gateway_id: str, mqtt_url: str, **devices: object) -> str:
+def write_profile(folder: Path, gateway_id: str, mqtt_url: str, gateway: dict | None = None,
+                  **devices: object) -> str:
+    """A gateway profile in `folder` (outbox beside it); `gateway` adds settings of its own."""
     path = folder / f"{gateway_id}.yaml"
     path.write_text(yaml.safe_dump({"gateway": {"id": gateway_id, "broker": mqtt_url,
-                                                "outbox": str(folder / f"{gateway_id}.outbox.sqlite")},
+                                                "outbox": str(folder / f"{gateway_id}.outbox.sqlite"),
+                                                **(gateway or {})},
                                     **devices}))
     return str(path)
 
 
-def _reader(name: str, port: str, read_point: str) -> dict:
+def portal_reader(name: str, port: str, read_point: str) -> dict:
+    """A Mercury reader at a portal door: antenna 1 outside, 2 inside."""
     return {"name": name, "protocol": "thingmagic-mercury", "port": port, "region": "EU",
             "antennas": [{"port": 1, "read_point": read_point, "side": "outer", "power_dbm": 27},
                          {"port": 2, "read_point": read_point, "side": "inner", "power_dbm": 27}]}
@@ -96,10 +100,10 @@ def start_demo(database_url: str, mqtt_url: str, supervisor: object, base_url: s
     folder = Path(supervisor.log_dir).parent / "demo"  # type: ignore[attr-defined]
     folder.mkdir(parents=True, exist_ok=True)
     ptys = {name: open_pty_pair() for name in ("origin", "destination", "gps")}
-    dock = _profile(folder, "demo-dock", mqtt_url, readers=[
-        _reader("wh-sh1-door-03", ptys["origin"][1], "wh-sh1/door-03"),
-        _reader("acme-pd-door-01", ptys["destination"][1], "acme-pd/door-01")])
-    truck = _profile(folder, "demo-truck", mqtt_url, gps={"port": ptys["gps"][1], "vehicle": "TRK-042"})
+    dock = write_profile(folder, "demo-dock", mqtt_url, readers=[
+        portal_reader("wh-sh1-door-03", ptys["origin"][1], "wh-sh1/door-03"),
+        portal_reader("acme-pd-door-01", ptys["destination"][1], "acme-pd/door-01")])
+    truck = write_profile(folder, "demo-truck", mqtt_url, gps={"port": ptys["gps"][1], "vehicle": "TRK-042"})
     supervisor.start("gateway-dock", "gateway", "--config", dock)  # type: ignore[attr-defined]
     supervisor.start("gateway-truck", "gateway", "--config", truck)  # type: ignore[attr-defined]
     print("\nDemo API keys (shown once):")
