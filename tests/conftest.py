@@ -14,6 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.api_world import World, build
 from tracking_api.db.migrate import migrate
 
 ADMIN_PG_URL = os.environ.get("CARGOTRACE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -64,3 +65,9 @@ def corpora() -> Path:
     if not CORPORA.is_dir():
         pytest.skip(f"reference corpora not found at {CORPORA} (shared/corpora beside the checkout)")
     return CORPORA
+
+
+@pytest.fixture
+def world(db_url: str) -> World:
+    """Two customers with a shipment, a truck and an open exception each, and a key per role (tests/api_world.py)."""
+    return build(db_url)

@@ -12,16 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crm_link.correlate import process_pending
-from tests.api_world import World, build
+from tests.api_world import World
 from tests.helpers import ApiServer, SseReader
 from tracking_api import share
 from tracking_api.http.app import create_app
 from tracking_api.settings import Settings
-
-
-@pytest.fixture
-def world(db_url: str) -> World:
-    return build(db_url)
 
 
 @pytest.fixture

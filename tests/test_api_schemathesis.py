@@ -9,7 +9,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
-from tests.api_world import World, build
+from tests.api_world import World
 from tests.helpers import ApiServer
 from tracking_api.http.app import create_app
 from tracking_api.settings import Settings
@@ -18,11 +18,6 @@ from tracking_api.settings import Settings
 # end: they are left out here and covered by tests/test_api_live.py.
 schema = schemathesis.openapi.from_dict(create_app(Settings(database_url="postgresql://unused")).openapi()).exclude(
     path_regex=r".*/stream$")
-
-
-@pytest.fixture
-def world(db_url: str) -> World:
-    return build(db_url)
 
 
 @pytest.fixture

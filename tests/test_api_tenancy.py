@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api_world import World, build
+from tests.api_world import World
 from tests.conftest import ADMIN_PG_URL
 from tracking_api.http.app import create_app
 from tracking_api.http.deps import API_ROLE
@@ -18,11 +18,6 @@ from tracking_api.settings import Settings
 
 CUSTOMER_TABLES = ("customers", "demands", "demand_items", "demand_history", "shipment_events", "exceptions",
                    "feedback", "webhook_subscriptions", "webhook_deliveries")
-
-
-@pytest.fixture
-def world(db_url: str) -> World:
-    return build(db_url)
 
 
 @pytest.fixture
