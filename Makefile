@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # PostgreSQL + TimescaleDB compiled to WASM, for the TimescaleDB statements (Debian has no package)
 PGLITE := tests/pglite/node_modules/.package-lock.json
+# Leaflet for the web pages, from npm (never committed)
+WEB    := tracking_api/web/node_modules/.package-lock.json
 
 .PHONY: demo test test-all lint services clean
 
@@ -14,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) $(WEB)
 	$(BIN)/cargotrace up --demo
 
 services:
@@ -23,11 +25,14 @@ services:
 $(PGLITE): tests/pglite/package-lock.json
 	npm ci --prefix tests/pglite --no-audit --no-fund
 
-test: $(STAMP) services $(PGLITE)
+$(WEB): tracking_api/web/package-lock.json
+	npm ci --prefix tracking_api/web --no-audit --no-fund || echo "npm failed: the web pages will lack their map"
+
+test: $(STAMP) services $(PGLITE) $(WEB)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
-test-all: $(STAMP) services $(PGLITE)
+test-all: $(STAMP) services $(PGLITE) $(WEB)
 	$(BIN)/pytest -m ''
 
 lint: $(STAMP)

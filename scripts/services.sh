@@ -46,7 +46,9 @@ fi
 command -v gpsd >/dev/null && command -v gpspipe >/dev/null || apt_install gpsd gpsd-clients
 # node runs PostgreSQL + TimescaleDB compiled to WASM for the TimescaleDB checks
 command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+# Debian's Chromium and its driver run the web pages' browser tests (headless)
+command -v chromium >/dev/null && command -v chromedriver >/dev/null || apt_install chromium chromium-driver
 # openssl makes the throw-away certificates of the TLS tests
 command -v openssl >/dev/null || apt_install openssl
 
-echo "services: PostgreSQL :5432 and Mosquitto :1883 up; gpsd installed"
+echo "services: PostgreSQL :5432 and Mosquitto :1883 up; gpsd, node, chromium installed"

@@ -13,7 +13,7 @@ from fastapi import FastAPI, HTTPException, Request
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from gateway.metrics import serve
-from tracking_api.http import demands, dispatch, problems, shipments
+from tracking_api.http import demands, dispatch, pages, problems, shipments
 from tracking_api.http.auth import RateLimit
 from tracking_api.http.deps import open_pool
 from tracking_api.http.live import Live
@@ -50,6 +50,7 @@ def create_app(settings: Settings) -> FastAPI:
     problems.install(app)
     for router in (shipments.router, dispatch.router, demands.router):
         app.include_router(router)
+    pages.mount(app)
 
     @app.get("/healthz", tags=["ops"])
     def healthz(request: Request) -> dict[str, Any]:

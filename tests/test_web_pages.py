@@ -1,0 +1,136 @@
+"""The web pages in headless Chromium (Debian's chromium + chromedriver, driven by Selenium): a status
+change made through real ingest shows up without a reload; screenshots are kept as test artifacts
+(in $CARGOTRACE_TEST_ARTIFACTS when set, else in the test's tmp_path)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as seen
+from selenium.webdriver.support.ui import WebDriverWait
+
+from crm_link.correlate import process_pending
+from device_drivers import epc
+from gateway.contract import RFID_SCHEMA, batch, topic
+from tests.api_world import World
+from tests.helpers import ApiServer
+from tests.test_ingest_worker import Publisher, rfid_event, running, worker_settings
+from tracking_api.http.app import create_app
+from tracking_api.http.pages import LEAFLET
+from tracking_api.settings import Settings
+
+WAIT_S = 20
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and driver, "Debian's chromium and chromium-driver are needed (make test installs them)"
+    assert LEAFLET.is_dir(), "run `npm ci --prefix tracking_api/web` (make test does)"
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--window-size=1280,900"):
+        options.add_argument(flag)
+    with webdriver.Chrome(options=options, service=Service(driver)) as chrome:
+        yield chrome
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    folder = Path(os.environ.get("CARGOTRACE_TEST_ARTIFACTS", tmp_path)) / request.node.name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def server(world: World) -> Iterator[ApiServer]:
+    with ApiServer(create_app(Settings(database_url=world.db_url))) as running_server:
+        yield running_server
+
+
+def sign_in(browser: webdriver.Chrome, key: str) -> None:
+    WebDriverWait(browser, WAIT_S).until(seen.visibility_of_element_located((By.ID, "key"))).send_keys(key)
+    browser.find_element(By.CSS_SELECTOR, "#key-form button").click()
+
+
+def text_of(browser: webdriver.Chrome, element_id: str, expected: str) -> None:
+    WebDriverWait(browser, WAIT_S).until(seen.text_to_be_present_in_element((By.ID, element_id), expected))
+
+
+def only_local_requests(browser: webdriver.Chrome, server: ApiServer) -> None:
+    urls = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert urls and all(url.startswith(server.url) for url in urls), urls
+
+
+def test_the_tracking_page_follows_a_status_change_made_through_ingest(
+        world: World, server: ApiServer, browser: webdriver.Chrome, artifacts: Path, mqtt_url: str,
+        gateway_id: str) -> None:
+    browser.get(f"{server.url}/track/SO-A1")
+    sign_in(browser, world.keys["acme"])
+    text_of(browser, "progress", "0/1 pallets loaded")
+    text_of(browser, "live", "live")
+    assert browser.find_element(By.CSS_SELECTOR, "#steps li.current").get_attribute("data-status") == "pending"
+    browser.save_screenshot(str(artifacts / "tracking-pending.png"))
+
+    with running(worker_settings(world.db_url, mqtt_url)):
+        publisher = Publisher(mqtt_url)
+        publisher.send(topic(gateway_id, "rfid"), batch(RFID_SCHEMA, gateway_id,
+                                                        [rfid_event(1, epc.encode(world.epc["acme"]))]))
+        publisher.close()
+        with psycopg.connect(world.db_url) as conn:  # the CRM link correlates once ingest has committed
+            WebDriverWait(conn, WAIT_S).until(
+                lambda c: c.execute("SELECT count(*) FROM tag_observations").fetchone()[0] == 1)
+            process_pending(conn)
+
+    text_of(browser, "progress", "1/1 pallets loaded")  # no reload: the stream brought it
+    assert browser.find_element(By.CSS_SELECTOR, "#steps li.current").get_attribute("data-status") == "loaded"
+    assert "loaded" in browser.find_element(By.ID, "timeline").text
+    assert browser.execute_script("return performance.getEntriesByType('navigation').length") == 1
+    browser.save_screenshot(str(artifacts / "tracking-loaded.png"))
+    only_local_requests(browser, server)
+
+
+def test_a_share_link_opens_the_page_without_a_key(world: World, server: ApiServer, browser: webdriver.Chrome,
+                                                   artifacts: Path) -> None:
+    import httpx
+    url = httpx.post(f"{server.url}/v1/shipments/SO-G1/share", headers=world.headers("globex")).json()["url"]
+    browser.get(url)
+    text_of(browser, "ref", "SO-G1")
+    text_of(browser, "progress", "0/1 pallets loaded")
+    assert not browser.find_element(By.ID, "key-form").is_displayed()
+    browser.save_screenshot(str(artifacts / "shared.png"))
+
+
+def test_the_console_lists_exceptions_and_acknowledges_one_live(world: World, server: ApiServer,
+                                                                browser: webdriver.Chrome, artifacts: Path) -> None:
+    browser.get(f"{server.url}/console")
+    sign_in(browser, world.keys["dispatcher"])
+    text_of(browser, "live", "live")
+    acme = world.exception_ids["acme"]
+    WebDriverWait(browser, WAIT_S).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#queue tr")) == 2)
+    assert {row.get_attribute("data-vehicle") for row in browser.find_elements(By.CSS_SELECTOR, "#vehicles tr")} == {
+        "TRK-A", "TRK-G"}
+    assert browser.execute_script("return document.querySelectorAll('path.leaflet-interactive').length") >= 4
+    browser.find_element(By.CSS_SELECTOR, f'button[data-action="acknowledge-{acme}"]').click()
+    WebDriverWait(browser, WAIT_S).until(seen.alert_is_present())
+    alert = browser.switch_to.alert
+    alert.send_keys("driver called")
+    alert.accept()
+    WebDriverWait(browser, WAIT_S).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#queue tr")) == 1)
+    with psycopg.connect(world.db_url) as conn:
+        assert conn.execute("SELECT state, note FROM exceptions WHERE id = %s", (acme,)).fetchone() == (
+            "acknowledged", "driver called")
+        # another dispatcher resolves the other one: this console sees it go without a reload
+        conn.execute("UPDATE exceptions SET state = 'resolved' WHERE id = %s", (world.exception_ids["globex"],))
+    WebDriverWait(browser, WAIT_S).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#queue tr")) == 0)
+    browser.save_screenshot(str(artifacts / "console.png"))
+    only_local_requests(browser, server)

@@ -1,0 +1,109 @@
+// The dispatcher console: live map of vehicles with planned routes and destination geofences,
+// the exception queue with evidence, acknowledge and resolve with a note; live over SSE.
+"use strict";
+
+const map = cargotrace.map("map");
+const markers = new Map(); // vehicle id → circle marker
+let shapes = null;
+
+function cell(row, value) {
+  const td = document.createElement("td");
+  if (value instanceof Node) td.append(value); else td.textContent = value ?? "";
+  row.append(td);
+  return td;
+}
+
+function act(x, verb) {
+  const button = document.createElement("button");
+  button.textContent = verb;
+  button.dataset.action = `${verb}-${x.id}`;
+  button.addEventListener("click", async () => {
+    const note = window.prompt(`Note for ${verb} #${x.id}`, "") ?? undefined;
+    try {
+      await cargotrace.post(`/v1/exceptions/${x.id}/${verb}`, note ? { note } : {});
+    } catch (error) {
+      cargotrace.text("error", String(error.message || error));
+    }
+    loadQueue(); // the stream brings it too; this answers the click at once
+  });
+  return button;
+}
+
+async function loadQueue() {
+  const state = document.getElementById("state").value;
+  const { exceptions } = await cargotrace.get(`/v1/exceptions?state=${state}&limit=200`);
+  document.getElementById("queue").replaceChildren(...exceptions.map((x) => {
+    const tr = document.createElement("tr");
+    tr.dataset.exception = x.id;
+    tr.className = `state-${x.state}`;
+    cell(tr, x.id);
+    cell(tr, x.type);
+    cell(tr, x.external_ref ? `${x.customer_id} / ${x.external_ref}` : "");
+    cell(tr, x.vehicle_id);
+    cell(tr, cargotrace.time(x.opened_at));
+    const evidence = document.createElement("pre");
+    evidence.textContent = JSON.stringify(x.evidence, null, 1) + (x.note ? `\nnote: ${x.note}` : "");
+    cell(tr, evidence);
+    const actions = cell(tr, "");
+    if (x.state === "open") actions.append(act(x, "acknowledge"));
+    if (x.state !== "resolved") actions.append(act(x, "resolve"));
+    return tr;
+  }));
+}
+
+function place(vehicleId, p) {
+  if (!map || !p) return;
+  let marker = markers.get(vehicleId);
+  if (!marker) {
+    marker = L.circleMarker([p.lat, p.lon], { radius: 7, color: "#a31515" }).bindTooltip(vehicleId).addTo(map);
+    markers.set(vehicleId, marker);
+  }
+  marker.setLatLng([p.lat, p.lon]);
+}
+
+async function loadVehicles() {
+  const { vehicles } = await cargotrace.get("/v1/vehicles");
+  document.getElementById("vehicles").replaceChildren(...vehicles.map((v) => {
+    const tr = document.createElement("tr");
+    tr.dataset.vehicle = v.id;
+    cell(tr, v.id);
+    cell(tr, v.trips.map((t) => `${t.external_ref} (${t.status})`).join(", "));
+    cell(tr, v.last_position ? cargotrace.time(v.last_position.ts) : "no fix");
+    return tr;
+  }));
+  if (!map) return;
+  if (shapes) shapes.remove();
+  shapes = L.layerGroup().addTo(map);
+  const extent = [];
+  for (const v of vehicles) {
+    place(v.id, v.last_position);
+    if (v.last_position) extent.push([v.last_position.lat, v.last_position.lon]);
+    for (const t of v.trips) {
+      const route = cargotrace.lineOf(t.planned_route);
+      if (route.length) L.polyline(route, { color: "#7a8896", dashArray: "6 6" }).addTo(shapes);
+      if (t.destination.lat != null) {
+        L.circle([t.destination.lat, t.destination.lon], { radius: t.destination.radius_m || 300 }).addTo(shapes);
+      }
+      extent.push(...route);
+    }
+  }
+  if (extent.length) map.fitBounds(L.latLngBounds(extent).pad(0.2));
+}
+
+async function start() {
+  try {
+    await Promise.all([loadQueue(), loadVehicles()]);
+  } catch (error) {
+    cargotrace.text("error", String(error.message || error));
+    sessionStorage.removeItem("cargotrace.key");
+    return;
+  }
+  document.getElementById("state").addEventListener("change", loadQueue);
+  cargotrace.stream("/v1/stream", (name, data) => {
+    if (name === "position") place(data.vehicle_id, data);
+    else if (name === "exception") loadQueue();
+    else if (name === "status") loadVehicles();
+  }, (state) => cargotrace.text("live", state));
+}
+
+if (cargotrace.key()) start(); else cargotrace.askKey(start);
