@@ -164,3 +164,19 @@ def test_vehicles_and_a_downsampled_position_range(world: World, client: TestCli
     backwards = {"from": window["to"], "to": window["from"]}
     assert world.call(client, "GET", "/v1/vehicles/TRK-A/positions", "dispatcher",
                       params=backwards).status_code == 422
+
+
+def test_feedback_on_own_shipments_only_with_smuggled_fields_ignored(world: World, client: TestClient) -> None:
+    body = {"kind": "damage", "text": "two cartons crushed", "customer_id": "globex", "status": "delivered"}
+    created = world.call(client, "POST", "/v1/shipments/SO-A1/feedback", "acme", json=body)
+    assert (created.status_code, created.json()["kind"]) == (201, "damage")
+    assert world.call(client, "POST", "/v1/shipments/SO-G1/feedback", "acme", json=body).status_code == 404
+    rating = world.call(client, "POST", "/v1/shipments/SO-A1/feedback", "acme", json={"kind": "rating", "rating": 4})
+    assert rating.status_code == 201
+    for bad in ({"kind": "rating"}, {"kind": "rating", "rating": 6}, {"kind": "complaint"},
+                {"kind": "praise", "text": "x"}, {"kind": "inquiry", "text": "x" * 4001}):
+        assert world.call(client, "POST", "/v1/shipments/SO-A1/feedback", "acme", json=bad).status_code == 422
+    with psycopg.connect(world.db_url) as conn:
+        rows = conn.execute("SELECT f.customer_id, d.external_ref, f.kind, f.rating FROM feedback f "
+                            "JOIN demands d ON d.id = f.demand_id ORDER BY f.id").fetchall()
+    assert rows == [("acme", "SO-A1", "damage", None), ("acme", "SO-A1", "rating", 4)]

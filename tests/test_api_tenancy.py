@@ -87,6 +87,8 @@ OTHERS = {"external_ref": "SO-G1", "exception_id": "{globex_exception}", "vehicl
 MISSING = {"external_ref": "SO-NOPE", "exception_id": "999999", "vehicle_id": "TRK-NOPE", "customer_id": "nope",
            "id": "999999", "delivery_id": "999999", "subscription_id": "999999"}
 PUBLIC_BY_TOKEN = ("/v1/shared/",)  # the token is the credential: whoever holds it may read
+# A valid body where the route needs one: an invalid one would be refused before the id is looked at.
+BODIES = {("POST", "/v1/shipments/{external_ref}/feedback"): {"kind": "rating", "rating": 5}}
 
 
 def id_routes() -> list[tuple[str, str]]:
@@ -106,10 +108,9 @@ def fill(path: str, values: dict[str, str], world: World) -> str:
 @pytest.mark.parametrize(("method", "path"), id_routes())
 def test_every_endpoint_with_another_customers_ids_answers_as_if_they_did_not_exist(
         world: World, client: TestClient, method: str, path: str) -> None:
-    theirs = world.call(client, method, fill(path, OTHERS, world), "acme", json={}, params={"from": "2026-01-01T00:00Z",
-                                                                                             "to": "2026-01-02T00:00Z"})
-    missing = world.call(client, method, fill(path, MISSING, world), "acme", json={},
-                         params={"from": "2026-01-01T00:00Z", "to": "2026-01-02T00:00Z"})
+    body, params = BODIES.get((method, path), {}), {"from": "2026-01-01T00:00Z", "to": "2026-01-02T00:00Z"}
+    theirs = world.call(client, method, fill(path, OTHERS, world), "acme", json=body, params=params)
+    missing = world.call(client, method, fill(path, MISSING, world), "acme", json=body, params=params)
     assert theirs.status_code in (403, 404), theirs.text  # 403 only where the role may not use the route at all
     assert (theirs.status_code, theirs.json()["title"]) == (missing.status_code, missing.json()["title"])
     assert "globex" not in theirs.text.lower() and "SO-G1" not in theirs.text

@@ -13,7 +13,7 @@ from fastapi import FastAPI, HTTPException, Request
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from gateway.metrics import serve
-from tracking_api.http import demands, dispatch, pages, problems, shipments
+from tracking_api.http import demands, dispatch, feedback, pages, problems, shipments
 from tracking_api.http.auth import RateLimit
 from tracking_api.http.deps import open_pool
 from tracking_api.http.live import Live
@@ -48,7 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
     stats = RequestStats()
     app.add_middleware(RequestMetrics, stats=stats)
     problems.install(app)
-    for router in (shipments.router, dispatch.router, demands.router):
+    for router in (shipments.router, feedback.router, dispatch.router, demands.router):
         app.include_router(router)
     pages.mount(app)
 

@@ -1,0 +1,46 @@
+"""Customer feedback on a shipment: a rating, a complaint, a damage report or an inquiry. It feeds the
+customer record's "inquiries and feedback" block and the complaint, damage and satisfaction KPIs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import psycopg
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tracking_api.http.deps import db
+from tracking_api.http.shipments import CustomerId, Ref, owner, reader
+from tracking_api.keys import Principal
+
+router = APIRouter(tags=["customer"])
+
+
+class Feedback(BaseModel):
+    # Unknown fields (customer_id, status, demand_id...) are ignored: owner and shipment come from
+    # the key and the path.
+    model_config = ConfigDict(extra="ignore")
+    kind: Literal["rating", "complaint", "damage", "inquiry"]
+    rating: Annotated[int | None, Field(ge=1, le=5, description="1-5; required for a rating")] = None
+    text: str = Field("", max_length=4000, examples=["two cartons crushed on pallet 3"])
+
+    @model_validator(mode="after")
+    def _rating_for_ratings(self) -> Feedback:
+        if (self.kind == "rating") != (self.rating is not None):
+            raise ValueError("a rating needs `rating` (1-5), and only a rating has one")
+        if self.kind != "rating" and not self.text.strip():
+            raise ValueError(f"a {self.kind} needs a `text`")
+        return self
+
+
+@router.post("/v1/shipments/{external_ref}/feedback", status_code=201)
+def post_feedback(external_ref: Ref, body: Feedback, customer_id: CustomerId = None,
+                  who: Principal = Depends(reader), c: psycopg.Connection = Depends(db)) -> dict[str, Any]:
+    row = c.execute(
+        "INSERT INTO feedback (customer_id, demand_id, kind, rating, text) "
+        "SELECT d.customer_id, d.id, %s, %s, %s FROM demands d WHERE d.customer_id = %s AND d.external_ref = %s "
+        "RETURNING id, kind, rating, created_at",
+        (body.kind, body.rating, body.text, owner(who, customer_id), external_ref)).fetchone()
+    if row is None:
+        raise HTTPException(404, "no such shipment")
+    return {"id": row[0], "external_ref": external_ref, "kind": row[1], "rating": row[2], "created_at": row[3]}
