@@ -20,11 +20,13 @@ from psycopg.rows import dict_row
 
 from crm_link import exceptions
 from crm_link.geo import Geofence
+from crm_link.route_watch import Thresholds, on_fix
 from crm_link.status import BIZ_STEP, RANK
 
 log = logging.getLogger(__name__)
 STATUS_CHANNEL = "cargotrace_status"
 BATCH = 5000
+DEFAULT_THRESHOLDS = Thresholds()
 DEFAULT_RADIUS_M = 300.0
 
 
@@ -38,7 +40,7 @@ class Event:
 
 _SOURCES = {
     "observation": ("tag_observations", "id, ts, epc_uri, read_point, direction, gateway_id, seq"),
-    "position": ("positions", "id, ts, vehicle_id, lat, lon, gateway_id, seq"),
+    "position": ("positions", "id, ts, vehicle_id, lat, lon, speed_kmh, gateway_id, seq"),
 }
 
 
@@ -77,10 +79,12 @@ def _read(cur: psycopg.Cursor, kind: str) -> tuple[list[Event], tuple[str, int] 
     return events, (rows[-1]["txid"], rows[-1]["id"])
 
 
-def process_pending(conn: psycopg.Connection, consumed: Counter[str] | None = None) -> int:
+def process_pending(conn: psycopg.Connection, consumed: Counter[str] | None = None,
+                    thresholds: Thresholds = DEFAULT_THRESHOLDS) -> int:
     """Apply every committed, not yet consumed observation and fix; returns how many demands changed
     status or got a new exception (once per batch, even when a demand moved several steps).
-    `consumed` counts the events read, per kind, once their transaction committed."""
+    `consumed` counts the events read, per kind, once their transaction committed; `thresholds` are
+    the tenant's defaults of the route exceptions."""
     transitions = 0
     while True:
         with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
@@ -96,7 +100,8 @@ def process_pending(conn: psycopg.Connection, consumed: Counter[str] | None = No
             events.sort(key=lambda e: (e.ts, e.kind != "observation", e.id))
             touched: set[int] = set()
             for event in events:
-                touched |= (_observation(cur, event) if event.kind == "observation" else _position(cur, event))
+                touched |= (_observation(cur, event) if event.kind == "observation"
+                            else _position(cur, event, thresholds))
             for kind, (txid, last_id) in cursors.items():
                 cur.execute("UPDATE consumer_cursors SET txid = %s::xid8, id = %s WHERE consumer = %s",
                             (txid, last_id, consumer(_SOURCES[kind][0])))
@@ -145,6 +150,11 @@ def _observation(cur: psycopg.Cursor, event: Event) -> set[int]:
                         (event.ts, demand["item_id"]))
             changed = _all_items(cur, demand["id"], "delivered_at") and _advance(
                 cur, demand, "delivered", event, o["read_point"])
+        elif (site not in (demand["origin_site_id"], demand["destination_site_id"])
+              and o["direction"] in ("in", None) and RANK[demand["status"]] >= RANK["in_transit"]):
+            changed = exceptions.open_exception(cur, "wrong_destination", demand["id"], None, event.ts, {
+                "epc_uri": o["epc_uri"], "read_point": o["read_point"], "expected_site": demand["destination_site_id"],
+                "observation_id": event.id})
         else:
             continue
         if changed:
@@ -157,26 +167,33 @@ def _all_items(cur: psycopg.Cursor, demand_id: int, column: str) -> bool:
     return bool(cur.fetchone()["done"])
 
 
-def _position(cur: psycopg.Cursor, event: Event) -> set[int]:
+def _position(cur: psycopg.Cursor, event: Event, thresholds: Thresholds) -> set[int]:
     p = event.data
-    cur.execute("SELECT d.id, d.status, o.lat AS o_lat, o.lon AS o_lon, o.radius_m AS o_radius, "
+    cur.execute("SELECT d.id, d.status, d.vehicle_id, d.planned_route, d.delivery_to, c.exception_thresholds, "
+                "o.lat AS o_lat, o.lon AS o_lon, o.radius_m AS o_radius, "
                 "coalesce(d.destination_lat, s.lat) AS d_lat, coalesce(d.destination_lon, s.lon) AS d_lon, "
                 "coalesce(d.destination_radius_m, s.radius_m) AS d_radius, d.destination_site_id "
-                "FROM demands d JOIN sites o ON o.id = d.origin_site_id "
+                "FROM demands d JOIN sites o ON o.id = d.origin_site_id JOIN customers c ON c.id = d.customer_id "
                 "LEFT JOIN sites s ON s.id = d.destination_site_id "
                 "WHERE d.vehicle_id = %s AND d.status IN ('loading', 'loaded', 'in_transit') FOR UPDATE OF d",
                 (p["vehicle_id"],))
     touched = set()
     for demand in cur.fetchall():
         here = (p["lat"], p["lon"])
+        demand["o_radius"] = demand["o_radius"] or DEFAULT_RADIUS_M
+        demand["d_radius"] = demand["d_radius"] or DEFAULT_RADIUS_M
         if demand["status"] in ("loading", "loaded") and demand["o_lat"] is not None:
-            origin = Geofence(demand["o_lat"], demand["o_lon"], demand["o_radius"] or DEFAULT_RADIUS_M)
+            origin = Geofence(demand["o_lat"], demand["o_lon"], demand["o_radius"])
             if not origin.contains(*here) and _advance(cur, demand, "in_transit", event, None, *here):
                 exceptions.missing_cargo(cur, demand["id"], p["vehicle_id"], event.ts)
                 touched.add(demand["id"])
         if demand["status"] == "in_transit" and demand["d_lat"] is not None:
-            destination = Geofence(demand["d_lat"], demand["d_lon"], demand["d_radius"] or DEFAULT_RADIUS_M)
+            destination = Geofence(demand["d_lat"], demand["d_lon"], demand["d_radius"])
             if destination.contains(*here) and _advance(cur, demand, "arrived", event,
                                                         demand["destination_site_id"], *here):
                 touched.add(demand["id"])
+        if demand["status"] == "in_transit" and on_fix(
+                cur, demand, {**p, "id": event.id, "ts": event.ts},
+                thresholds.overridden(demand["exception_thresholds"])):
+            touched.add(demand["id"])
     return touched

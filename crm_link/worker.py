@@ -7,11 +7,13 @@ import signal
 import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime
 
 import psycopg
 
 from crm_link.correlate import process_pending
 from crm_link.metrics import database_samples
+from crm_link.route_watch import Thresholds, sweep_gps_silence
 from gateway.metrics import Sample, serve
 from tracking_api.ingest.writer import NOTIFY_CHANNEL
 from tracking_api.settings import Settings
@@ -32,6 +34,7 @@ class CrmWorker:
         s = self.settings
         metrics = serve(s.crm_metrics_listen, self.samples, lambda: self.database_ok) if s.crm_metrics_listen else None
         backoff = 0.5
+        thresholds = Thresholds().overridden(s.exception_thresholds)
         try:
             while not stop.is_set():
                 try:
@@ -40,7 +43,8 @@ class CrmWorker:
                         listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
                         backoff, self.database_ok = 0.5, True
                         while not stop.is_set():
-                            self.transitions += process_pending(conn, self.consumed)
+                            self.transitions += process_pending(conn, self.consumed, thresholds)
+                            self.transitions += sweep_gps_silence(conn, thresholds, datetime.now(UTC))
                             _wait(listener, s.crm_poll_seconds, stop)
                 except psycopg.OperationalError as exc:
                     self.database_ok = False

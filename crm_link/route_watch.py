@@ -1,0 +1,172 @@
+"""Watching a shipment in transit, fix by fix: ETA, `off_route`, `unplanned_stop`, `late`, and (by a
+periodic sweep, as silence has no event) `gps_silence`.
+
+Each exception is opened once per incident (exceptions.open_exception) and closes itself when its
+condition clears: back inside the corridor, moving again, the ETA back inside the window, fixes
+again. Thresholds are tenant defaults (settings) overridden per customer
+(`customers.exception_thresholds`); defaults follow fleet practice: a corridor of a few hundred
+metres held for a while (Samsara's maxOffRouteMeters + minDurationMilliseconds), a stop after
+five minutes stationary (Traccar's minimalParkingDuration 300 s), GPS loss after ten minutes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from shapely.geometry import LineString, Point
+
+from crm_link.exceptions import open_exception
+from crm_link.geo import EARTH_RADIUS_M, Geofence, LocalProjection
+
+EWMA_WEIGHT = 0.2  # of the newest fix in the average speed: about the last five fixes count
+MOVED_M = 50.0  # a stop ends when the vehicle is moving and this far from where it stopped
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    corridor_m: float = 300.0
+    off_route_min_s: float = 120.0
+    stop_speed_kmh: float = 5.0
+    stop_min_s: float = 300.0
+    gps_silence_s: float = 600.0
+    late_grace_s: float = 900.0
+    eta_min_speed_kmh: float = 15.0  # floor of the speed the ETA assumes (a parked truck is not "never")
+    eta_max_speed_kmh: float = 90.0  # ceiling: a truck's legal speed, not a burst on the motorway
+
+    def overridden(self, overrides: dict[str, Any] | None) -> Thresholds:
+        known = {f.name for f in dataclasses.fields(self)}
+        return dataclasses.replace(self, **{k: float(v) for k, v in (overrides or {}).items() if k in known})
+
+
+@lru_cache(maxsize=4096)
+def _route(geojson: str) -> tuple[LocalProjection, LineString]:
+    """The planned route in metres, around its first point (cached: one parse per route, not per fix)."""
+    coordinates = json.loads(geojson)["coordinates"]
+    projection = LocalProjection(coordinates[0][1], coordinates[0][0])
+    return projection, LineString([projection.xy(lat, lon) for lon, lat in coordinates])
+
+
+def off_route_m(planned_route: dict[str, Any], lat: float, lon: float) -> float:
+    projection, line = _route(json.dumps(planned_route, sort_keys=True))
+    return float(line.distance(Point(projection.xy(lat, lon))))
+
+
+def remaining_m(planned_route: dict[str, Any] | None, lat: float, lon: float, to_lat: float, to_lon: float) -> float:
+    """Distance left along the planned route from the fix's nearest point on it, else great-circle."""
+    if planned_route:
+        projection, line = _route(json.dumps(planned_route, sort_keys=True))
+        here = Point(projection.xy(lat, lon))
+        return float(line.length - line.project(here) + line.distance(here))
+    return great_circle_m(lat, lon, to_lat, to_lon)
+
+
+def great_circle_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2, dl = math.radians(lat1), math.radians(lat2), math.radians(lon2 - lon1)
+    a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+
+
+def eta(at: datetime, remaining: float, speed_kmh: float, t: Thresholds) -> datetime:
+    speed = min(max(speed_kmh, t.eta_min_speed_kmh), t.eta_max_speed_kmh)
+    return at + timedelta(seconds=remaining / (speed / 3.6))
+
+
+def resolve(cur: psycopg.Cursor, kind: str, demand_id: int, at: datetime, note: str) -> bool:
+    cur.execute("UPDATE exceptions SET state = 'resolved', resolved_at = %s, note = coalesce(note, %s) "
+                "WHERE demand_id = %s AND type = %s AND state <> 'resolved'", (at, note, demand_id, kind))
+    return cur.rowcount > 0
+
+
+def on_fix(cur: psycopg.Cursor, demand: dict[str, Any], fix: dict[str, Any], t: Thresholds) -> bool:
+    """One accepted fix of the vehicle of an in-transit demand; True when an exception opened or closed.
+    `demand` has id, vehicle_id, planned_route, delivery_to, origin/destination geofences (o_*, d_*)."""
+    cur.execute("SELECT * FROM route_watch WHERE demand_id = %s FOR UPDATE", (demand["id"],))
+    watch = cur.fetchone() or {"off_route_since": None, "stopped_since": None, "stop_lat": None, "stop_lon": None,
+                               "last_fix_at": None, "speed_kmh_avg": None}
+    at, lat, lon, vehicle = fix["ts"], fix["lat"], fix["lon"], demand["vehicle_id"]
+    if watch["last_fix_at"] is not None and at <= watch["last_fix_at"]:
+        return False  # an older fix, committed late: the watch has moved on
+    changed = resolve(cur, "gps_silence", demand["id"], at, "fixes again")
+    speed = fix["speed_kmh"] if fix["speed_kmh"] is not None else 0.0
+    average = speed if watch["speed_kmh_avg"] is None else (
+        EWMA_WEIGHT * speed + (1 - EWMA_WEIGHT) * watch["speed_kmh_avg"])
+
+    route = demand["planned_route"]
+    if route:
+        distance = off_route_m(route, lat, lon)
+        if distance <= t.corridor_m:
+            watch["off_route_since"] = None
+            changed |= resolve(cur, "off_route", demand["id"], at, "back on route")
+        else:
+            watch["off_route_since"] = watch["off_route_since"] or at
+            if (at - watch["off_route_since"]).total_seconds() >= t.off_route_min_s:
+                changed |= open_exception(cur, "off_route", demand["id"], vehicle, at, {
+                    "distance_m": round(distance), "since": watch["off_route_since"], "lat": lat, "lon": lon,
+                    "position_id": fix["id"], "corridor_m": t.corridor_m})
+
+    if speed < t.stop_speed_kmh:
+        if watch["stopped_since"] is None:
+            watch.update(stopped_since=at, stop_lat=lat, stop_lon=lon)
+        stopped_s = (at - watch["stopped_since"]).total_seconds()
+        if stopped_s >= t.stop_min_s and not _at_a_planned_place(demand, watch["stop_lat"], watch["stop_lon"]):
+            changed |= open_exception(cur, "unplanned_stop", demand["id"], vehicle, at, {
+                "since": watch["stopped_since"], "lat": watch["stop_lat"], "lon": watch["stop_lon"],
+                "position_id": fix["id"]})
+    elif watch["stopped_since"] is None or great_circle_m(watch["stop_lat"], watch["stop_lon"], lat, lon) > MOVED_M:
+        watch.update(stopped_since=None, stop_lat=None, stop_lon=None)
+        changed |= resolve(cur, "unplanned_stop", demand["id"], at, "moving again")
+
+    if demand["d_lat"] is not None:
+        predicted = eta(at, remaining_m(route, lat, lon, demand["d_lat"], demand["d_lon"]), average, t)
+        cur.execute("UPDATE demands SET eta = %s, eta_computed_at = %s WHERE id = %s", (predicted, at, demand["id"]))
+        if demand["delivery_to"] is not None:
+            deadline = demand["delivery_to"] + timedelta(seconds=t.late_grace_s)
+            if predicted > deadline:
+                changed |= open_exception(cur, "late", demand["id"], vehicle, at, {
+                    "eta": predicted, "delivery_to": demand["delivery_to"], "grace_s": t.late_grace_s,
+                    "position_id": fix["id"]})
+            else:
+                changed |= resolve(cur, "late", demand["id"], at, "ETA back inside the window")
+
+    cur.execute("INSERT INTO route_watch (demand_id, off_route_since, stopped_since, stop_lat, stop_lon, last_fix_at, "
+                "speed_kmh_avg) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (demand_id) DO UPDATE SET "
+                "off_route_since = excluded.off_route_since, stopped_since = excluded.stopped_since, "
+                "stop_lat = excluded.stop_lat, stop_lon = excluded.stop_lon, last_fix_at = excluded.last_fix_at, "
+                "speed_kmh_avg = excluded.speed_kmh_avg",
+                (demand["id"], watch["off_route_since"], watch["stopped_since"], watch["stop_lat"], watch["stop_lon"],
+                 at, average))
+    return changed
+
+
+def _at_a_planned_place(demand: dict[str, Any], lat: float, lon: float) -> bool:
+    """Stops at the origin or the destination are the plan, not an exception."""
+    return any(demand[f"{p}_lat"] is not None and Geofence(demand[f"{p}_lat"], demand[f"{p}_lon"],
+                                                           demand[f"{p}_radius"]).contains(lat, lon)
+               for p in ("o", "d"))
+
+
+def sweep_gps_silence(conn: psycopg.Connection, t: Thresholds, now: datetime) -> int:
+    """Open `gps_silence` for in-transit shipments whose vehicle sent no fix for too long (the
+    customer's threshold where it has one); returns how many opened."""
+    opened = 0
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT d.id, d.vehicle_id, c.exception_thresholds AS overrides, "
+            "coalesce(w.last_fix_at, e.ts) AS last_fix_at FROM demands d JOIN customers c ON c.id = d.customer_id "
+            "LEFT JOIN route_watch w ON w.demand_id = d.id "
+            "LEFT JOIN shipment_events e ON e.demand_id = d.id AND e.status = 'in_transit' "
+            "WHERE d.status = 'in_transit' AND d.vehicle_id IS NOT NULL")
+        for row in cur.fetchall():
+            limit = t.overridden(row["overrides"]).gps_silence_s
+            if row["last_fix_at"] is not None and (now - row["last_fix_at"]).total_seconds() >= limit:
+                opened += open_exception(cur, "gps_silence", row["id"], row["vehicle_id"], now, {
+                    "last_fix_at": row["last_fix_at"], "silent_s": round((now - row["last_fix_at"]).total_seconds())})
+    return opened
