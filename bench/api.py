@@ -146,18 +146,24 @@ class Ingest:
         self.proc.wait(15)
 
 
-async def open_loop(call: object, rate: int, seconds: float) -> list[float]:
-    """Latencies (s) of `call()` issued at `rate`/s, each counted from the moment it was due."""
-    n, latencies = int(rate * seconds), []
+async def open_loop(call: object, rate: int, seconds: float, in_flight: int = 64) -> list[float]:
+    """Latencies (s) of `call()` issued at `rate`/s, each counted from the moment it was due. Requests
+    are started on schedule; at most `in_flight` run at once (the client's connections) and the rest
+    wait their turn with their clock running."""
+    n, latencies, slots = int(rate * seconds), [], asyncio.Semaphore(in_flight)
     start = time.perf_counter()
 
-    async def one(i: int) -> None:
-        due = start + i / rate
-        await asyncio.sleep(max(0.0, due - time.perf_counter()))
-        await call()  # type: ignore[operator]
+    async def one(due: float) -> None:
+        async with slots:
+            await call()  # type: ignore[operator]
         latencies.append(time.perf_counter() - due)
 
-    await asyncio.gather(*(one(i) for i in range(n)))
+    tasks = []
+    for i in range(n):
+        due = start + i / rate
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        tasks.append(asyncio.create_task(one(due)))
+    await asyncio.gather(*tasks)
     return latencies
 
 
