@@ -180,3 +180,19 @@ def test_feedback_on_own_shipments_only_with_smuggled_fields_ignored(world: Worl
         rows = conn.execute("SELECT f.customer_id, d.external_ref, f.kind, f.rating FROM feedback f "
                             "JOIN demands d ON d.id = f.demand_id ORDER BY f.id").fetchall()
     assert rows == [("acme", "SO-A1", "damage", None), ("acme", "SO-A1", "rating", 4)]
+
+
+def test_a_burst_beyond_the_pool_is_queued_not_deadlocked(world: World) -> None:
+    import asyncio
+
+    import httpx
+
+    async def burst(url: str) -> list[int]:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            calls = [client.get("/v1/shipments/SO-A1", headers=world.headers("acme")) for _ in range(80)]
+            return [r.status_code for r in await asyncio.gather(*calls)]
+
+    # Two connections, a thread pool of 40: each request takes a connection twice (key, then query).
+    with ApiServer(create_app(Settings(database_url=world.db_url, api_pool_size=2,
+                                       api_rate_limit_per_minute=0))) as server:
+        assert asyncio.run(burst(server.url)) == [200] * 80

@@ -7,8 +7,10 @@ transaction: a pooled connection never carries one request's tenant into the nex
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from fastapi import Depends, Request
@@ -51,3 +53,24 @@ def db_read(request: Request, who: Principal = Depends(principal)) -> Iterator[p
     """The read replica when one is configured (may lag the primary by its replication delay)."""
     with tenant(request.app.state.read_pool, who) as conn:
         yield conn
+
+
+class Admission:
+    """ASGI middleware: at most `slots` requests at a time past this point, waiting in the event loop.
+
+    Sync endpoints and their dependencies run on a bounded thread pool and take pooled database
+    connections there. Unbounded, every thread can end up waiting for a connection while the requests
+    holding the connections wait for a thread to finish on: a deadlock until the pool times out. With
+    fewer requests admitted than there are connections, a connection is always free. Live streams are
+    not admitted here: they hold no connection while they stream.
+    """
+
+    def __init__(self, app: Any, slots: int) -> None:
+        self.app, self.slots = app, asyncio.Semaphore(max(1, slots))
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"].endswith("/stream"):
+            await self.app(scope, receive, send)
+            return
+        async with self.slots:
+            await self.app(scope, receive, send)
