@@ -13,9 +13,9 @@ from fastapi import FastAPI, HTTPException, Request
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from gateway.metrics import serve
-from tracking_api.http import demands, dispatch, feedback, pages, problems, shipments
+from tracking_api.http import customers, demands, dispatch, feedback, pages, problems, shipments
 from tracking_api.http.auth import RateLimit
-from tracking_api.http.deps import open_pool
+from tracking_api.http.deps import Admission, open_pool
 from tracking_api.http.live import Live
 from tracking_api.http.metrics import RequestMetrics, RequestStats
 from tracking_api.settings import Settings
@@ -46,9 +46,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.rate_limit = RateLimit(settings.api_rate_limit_per_minute)
     stats = RequestStats()
+    # One connection stays free for the live-update reader and health checks.
+    app.add_middleware(Admission, slots=settings.api_pool_size - 1)
     app.add_middleware(RequestMetrics, stats=stats)
     problems.install(app)
-    for router in (shipments.router, feedback.router, dispatch.router, demands.router):
+    for router in (shipments.router, feedback.router, dispatch.router, demands.router, customers.router):
         app.include_router(router)
     pages.mount(app)
 
