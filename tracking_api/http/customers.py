@@ -1,0 +1,117 @@
+"""Customer records and KPIs: the four information blocks, KPIs per period (JSON or CSV), ABC classes,
+satisfaction and customers at risk of leaving."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+import pandas as pd
+import psycopg
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi.responses import Response
+from psycopg.rows import dict_row
+from pydantic import AwareDatetime
+
+from crm_link import kpis
+from tracking_api.http.auth import require
+from tracking_api.http.deps import db_read
+from tracking_api.keys import Principal
+
+router = APIRouter(tags=["customers"])
+CustomerPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+Format = Annotated[Literal["json", "csv"], Query(description="csv: the same numbers as a table")]
+staff = require("dispatcher", "integration", "admin")
+anyone = require("customer", "dispatcher", "integration", "admin")
+MAX_PERIOD = timedelta(days=3 * 366)
+
+
+def period(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    """Default: the last 30 days."""
+    end = end or datetime.now(UTC)
+    start = start or end - timedelta(days=30)
+    if not timedelta(0) < end - start <= MAX_PERIOD:
+        raise HTTPException(422, "`to` must be after `from`, at most three years later")
+    return start, end
+
+
+def own(who: Principal, customer_id: str) -> None:
+    if who.role == "customer" and who.customer_id != customer_id:
+        raise HTTPException(404, "no such customer")  # as for an unknown id: existence is not confirmed
+
+
+def table(frame: pd.DataFrame, fmt: str, name: str, key: str) -> Any:
+    if fmt == "csv":
+        out = io.StringIO()
+        frame.to_csv(out, index_label="customer_id")
+        return Response(out.getvalue(), media_type="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+    rows = frame.astype(object).where(frame.notna(), None).reset_index(names="customer_id").to_dict("records")
+    return {key: rows}
+
+
+From = Annotated[AwareDatetime | None, Query(alias="from")]
+To = Annotated[AwareDatetime | None, Query(alias="to")]
+
+
+@router.get("/v1/customers/abc")
+def abc_classes(start: From = None, end: To = None, fmt: Format = "json", who: Principal = Depends(staff),
+                c: psycopg.Connection = Depends(db_read)) -> Any:
+    """Pareto classes by shipment volume in the period (A: top 80 %, B: next 15 %, C: the rest)."""
+    volume = kpis.kpis(c, *period(start, end))["shipments"].astype(int)
+    return table(kpis.abc(volume), fmt, "abc", "customers")
+
+
+@router.get("/v1/customers/at-risk")
+def at_risk(start: From = None, end: To = None, periods: Annotated[int, Query(ge=1, le=12)] = 3,
+            drop: Annotated[float, Query(gt=0, le=1)] = 0.3, fmt: Format = "json", who: Principal = Depends(staff),
+            c: psycopg.Connection = Depends(db_read)) -> Any:
+    """Churn signal: volume this period against the mean of the `periods` before it of the same length."""
+    start, end = period(start, end)
+    length = end - start
+    current = kpis.kpis(c, start, end)["shipments"].astype(float)
+    previous = pd.DataFrame({i: kpis.kpis(c, start - i * length, end - i * length)["shipments"].astype(float)
+                             for i in range(1, periods + 1)})
+    return table(kpis.churn_risk(current, previous, drop), fmt, "at-risk", "customers")
+
+
+@router.get("/v1/customers/{customer_id}/kpis")
+def customer_kpis(customer_id: CustomerPath, start: From = None, end: To = None, fmt: Format = "json",
+                  who: Principal = Depends(anyone), c: psycopg.Connection = Depends(db_read)) -> Any:
+    own(who, customer_id)
+    start, end = period(start, end)
+    frame = kpis.kpis(c, start, end, customer_id)
+    if frame.empty:
+        raise HTTPException(404, "no such customer")
+    level = c.execute("SELECT service_level FROM customers WHERE id = %s", (customer_id,)).fetchone()[0]
+    frame["satisfaction"] = [kpis.satisfaction(row, level) for row in frame.to_dict("records")]
+    if fmt == "csv":
+        return table(frame, fmt, f"kpis-{customer_id}", "kpis")
+    return {"customer_id": customer_id, "from": start, "to": end,
+            "kpis": frame.astype(object).where(frame.notna(), None).iloc[0].to_dict()}
+
+
+@router.get("/v1/customers/{customer_id}")
+def customer_record(customer_id: CustomerPath, who: Principal = Depends(anyone),
+                    c: psycopg.Connection = Depends(db_read)) -> dict[str, Any]:
+    """The customer record's four blocks: basic information, inquiries and feedback, logistics demand,
+    demand changes."""
+    own(who, customer_id)
+    with c.cursor(row_factory=dict_row) as cur:
+        basic = cur.execute("SELECT id, name, service_level, contact, exception_thresholds, created_at "
+                            "FROM customers WHERE id = %s", (customer_id,)).fetchone()
+        if basic is None:
+            raise HTTPException(404, "no such customer")
+        feedback = cur.execute(
+            "SELECT f.id, f.kind, f.rating, f.text, f.created_at, d.external_ref FROM feedback f "
+            "LEFT JOIN demands d ON d.id = f.demand_id WHERE f.customer_id = %s ORDER BY f.id DESC LIMIT 100",
+            (customer_id,)).fetchall()
+        demands = cur.execute(
+            "SELECT external_ref, status, status_at, delivery_to, eta, vehicle_id, rush, service_level FROM demands "
+            "WHERE customer_id = %s ORDER BY (status = 'delivered'), id DESC LIMIT 100", (customer_id,)).fetchall()
+        changes = cur.execute(
+            "SELECT d.external_ref, h.changed_at, h.changes FROM demand_history h JOIN demands d ON d.id = h.demand_id "
+            "WHERE d.customer_id = %s ORDER BY h.id DESC LIMIT 100", (customer_id,)).fetchall()
+    return {"basic": basic, "inquiries_and_feedback": feedback, "logistics_demand": demands,
+            "demand_changes": changes}
