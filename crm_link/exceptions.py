@@ -1,4 +1,4 @@
-"""Route exceptions the correlator can see: `misload` and `missing_cargo` (ARCHITECTURE §6).
+"""Route exceptions the correlator sees at the docks: `misload` and `missing_cargo` (ARCHITECTURE §6).
 
 Each is opened once: the partial unique index on `exceptions` allows one unresolved incident per
 (demand, vehicle, type), so seeing the same evidence again (a re-read, a restart) adds nothing.
@@ -11,6 +11,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+
+from crm_link.docks import vehicle_at_door
 
 # A vehicle tag and a cargo tag read at the same dock door this close in time put the cargo on
 # that vehicle: about the time a truck stands at a door while it is loaded.
@@ -66,6 +68,21 @@ GROUP BY d.id, d.vehicle_id
 """
 
 
+def _untagged_side(cur: psycopg.Cursor, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """No other vehicle's tag at the door: the vehicle there by a dock assignment or its fixes, when
+    no tag says otherwise, against the demands of the cargo read out."""
+    at_door = vehicle_at_door(cur, params["read_point"], params["ts"], params["window"])
+    if at_door is None or at_door.source == "tag":
+        return []
+    cur.execute("SELECT d.id AS demand_id, %(at_door)s::text AS vehicle_id, d.vehicle_id AS planned_vehicle_id, "
+                "%(epc)s::text AS epc_uri, %(ts)s::timestamptz AS at, %(source)s::text AS source "
+                "FROM demand_items i JOIN demands d ON d.id = i.demand_id AND d.status <> 'delivered' "
+                "AND d.origin_site_id = %(site)s::text AND d.vehicle_id <> %(at_door)s::text "
+                "WHERE i.epc_uri = %(epc)s::text",
+                {**params, "at_door": at_door.vehicle_id, "source": at_door.source})
+    return cur.fetchall()
+
+
 def misloads(cur: psycopg.Cursor, observation: dict[str, Any]) -> set[int]:
     """Open `misload` for cargo put on a vehicle other than its demand's (ARCHITECTURE §6), seen
     from the cargo's or the vehicle's read at a dock door, so whichever of the two commits last
@@ -79,10 +96,15 @@ def misloads(cur: psycopg.Cursor, observation: dict[str, Any]) -> set[int]:
               "site": observation["read_point"].split("/", 1)[0], "window": DOCK_WINDOW,
               "vehicle_id": vehicle and vehicle["id"]}
     cur.execute(_CARGO_SIDE if vehicle is None else _VEHICLE_SIDE, params)
+    rows = cur.fetchall()
+    if vehicle is None and not rows:
+        rows = _untagged_side(cur, params)
     opened = set()
-    for row in cur.fetchall():
+    for row in rows:
         evidence = {"epc_uri": row["epc_uri"], "read_point": observation["read_point"],
                     "planned_vehicle_id": row["planned_vehicle_id"]}
+        if "source" in row:  # not the vehicle's own tag: say how the vehicle at the door was known
+            evidence["vehicle_source"] = row["source"]
         if open_exception(cur, "misload", row["demand_id"], row["vehicle_id"], row["at"], evidence):
             opened.add(row["demand_id"])
     return opened

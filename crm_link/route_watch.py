@@ -28,6 +28,7 @@ from crm_link.geo import EARTH_RADIUS_M, Geofence, LocalProjection
 
 EWMA_WEIGHT = 0.2  # of the newest fix in the average speed: about the last five fixes count
 MOVED_M = 50.0  # a stop ends when the vehicle is moving and this far from where it stopped
+ETA_HISTORY_STEP = timedelta(minutes=1)  # smaller moves of the ETA are noise, not history
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +88,8 @@ def resolve(cur: psycopg.Cursor, kind: str, demand_id: int, at: datetime, note: 
 
 def on_fix(cur: psycopg.Cursor, demand: dict[str, Any], fix: dict[str, Any], t: Thresholds) -> bool:
     """One accepted fix of the vehicle of an in-transit demand; True when an exception opened or closed.
-    `demand` has id, vehicle_id, planned_route, delivery_to, origin/destination geofences (o_*, d_*)."""
+    `demand` has id, vehicle_id, planned_route, delivery_to, eta, destination_site_id and the origin and
+    destination geofences (o_*, d_*)."""
     cur.execute("SELECT * FROM route_watch WHERE demand_id = %s FOR UPDATE", (demand["id"],))
     watch = cur.fetchone() or {"off_route_since": None, "stopped_since": None, "stop_lat": None, "stop_lon": None,
                                "last_fix_at": None, "speed_kmh_avg": None}
@@ -117,16 +119,23 @@ def on_fix(cur: psycopg.Cursor, demand: dict[str, Any], fix: dict[str, Any], t: 
             watch.update(stopped_since=at, stop_lat=lat, stop_lon=lon)
         stopped_s = (at - watch["stopped_since"]).total_seconds()
         if stopped_s >= t.stop_min_s and not _at_a_planned_place(demand, watch["stop_lat"], watch["stop_lon"]):
-            changed |= open_exception(cur, "unplanned_stop", demand["id"], vehicle, at, {
-                "since": watch["stopped_since"], "lat": watch["stop_lat"], "lon": watch["stop_lon"],
-                "position_id": fix["id"]})
+            evidence = {"since": watch["stopped_since"], "lat": watch["stop_lat"], "lon": watch["stop_lon"],
+                        "position_id": fix["id"]}
+            site = _other_site(cur, demand, watch["stop_lat"], watch["stop_lon"])
+            kind = "unplanned_stop" if site is None else "wrong_destination"
+            changed |= open_exception(cur, kind, demand["id"], vehicle, at, {**evidence, "site": site})
     elif watch["stopped_since"] is None or great_circle_m(watch["stop_lat"], watch["stop_lon"], lat, lon) > MOVED_M:
         watch.update(stopped_since=None, stop_lat=None, stop_lon=None)
         changed |= resolve(cur, "unplanned_stop", demand["id"], at, "moving again")
 
     if demand["d_lat"] is not None:
-        predicted = eta(at, remaining_m(route, lat, lon, demand["d_lat"], demand["d_lon"]), average, t)
+        remaining = remaining_m(route, lat, lon, demand["d_lat"], demand["d_lon"])
+        predicted = eta(at, remaining, average, t)
         cur.execute("UPDATE demands SET eta = %s, eta_computed_at = %s WHERE id = %s", (predicted, at, demand["id"]))
+        if demand["eta"] is None or abs(predicted - demand["eta"]) >= ETA_HISTORY_STEP:
+            cur.execute("INSERT INTO eta_history (demand_id, computed_at, eta, remaining_m, speed_kmh, position_id) "
+                        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                        (demand["id"], at, predicted, remaining, average, fix["id"]))
         if demand["delivery_to"] is not None:
             deadline = demand["delivery_to"] + timedelta(seconds=t.late_grace_s)
             if predicted > deadline:
@@ -151,6 +160,16 @@ def _at_a_planned_place(demand: dict[str, Any], lat: float, lon: float) -> bool:
     return any(demand[f"{p}_lat"] is not None and Geofence(demand[f"{p}_lat"], demand[f"{p}_lon"],
                                                            demand[f"{p}_radius"]).contains(lat, lon)
                for p in ("o", "d"))
+
+
+def _other_site(cur: psycopg.Cursor, demand: dict[str, Any], lat: float, lon: float) -> str | None:
+    """A known site, not the demand's destination, whose geofence holds the stop (asked only while a
+    stop lasts beyond the threshold, when the track filter sends a fix a minute)."""
+    cur.execute("SELECT id, lat, lon, radius_m FROM sites WHERE lat BETWEEN %s - 0.1 AND %s + 0.1 "
+                "AND lon BETWEEN %s - 0.1 AND %s + 0.1 AND id IS DISTINCT FROM %s",
+                (lat, lat, lon, lon, demand["destination_site_id"]))
+    return next((s["id"] for s in cur.fetchall() if Geofence(s["lat"], s["lon"], s["radius_m"]).contains(lat, lon)),
+                None)
 
 
 def sweep_gps_silence(conn: psycopg.Connection, t: Thresholds, now: datetime) -> int:

@@ -65,7 +65,8 @@ def test_a_clean_trip_raises_nothing_and_keeps_an_eta(conn: psycopg.Connection) 
     for minute in range(6, 19):
         fix(conn, along(0.1 + 0.06 * (minute - 5)), T0 + timedelta(minutes=minute), speed_kmh=45)
     eta, computed = conn.execute("SELECT eta, eta_computed_at FROM demands WHERE id = %s", (demand_id,)).fetchone()
-    assert computed == T0 + timedelta(minutes=18) and computed + timedelta(minutes=1) < eta < computed + timedelta(minutes=3)
+    assert computed == T0 + timedelta(minutes=18)
+    assert computed + timedelta(minutes=1) < eta < computed + timedelta(minutes=3)
     fix(conn, CUSTOMER_SITE, T0 + timedelta(minutes=22), speed_kmh=0)
     assert status(conn, demand_id) == "arrived"
     assert exceptions_of(conn, demand_id) == []
@@ -128,6 +129,17 @@ def test_cargo_received_at_another_site_is_a_wrong_destination(conn: psycopg.Con
     process_pending(conn)
     assert exceptions_of(conn, demand_id) == [("wrong_destination", "open")]
     assert evidence(conn, demand_id, "wrong_destination")["read_point"] == "globex-dc/door-02"
+
+
+
+def test_a_long_stop_inside_another_site_is_a_wrong_destination(conn: psycopg.Connection) -> None:
+    stop = along(0.5)
+    upsert_site(conn, "globex-dc", "Someone else's DC", *stop, 200, doors=["door-02"])
+    demand_id = in_transit(conn)
+    for minute in range(8, 14):
+        fix(conn, stop, T0 + timedelta(minutes=minute), speed_kmh=0)
+    assert exceptions_of(conn, demand_id) == [("wrong_destination", "open")]
+    assert evidence(conn, demand_id, "wrong_destination")["site"] == "globex-dc"
 
 
 coordinates = st.tuples(st.floats(-60, 60), st.floats(-170, 170))
