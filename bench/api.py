@@ -111,7 +111,9 @@ class Ingest:
     def __init__(self, url: str, broker: str, rate: int, folder: Path) -> None:
         group = f"benchapi{uuid.uuid4().hex[:6]}"
         env = {**os.environ, "CARGOTRACE_DATABASE_URL": url, "CARGOTRACE_MQTT_URL": broker,
-               "CARGOTRACE_INGEST_CLIENT_ID": group, "CARGOTRACE_INGEST_SHARED_GROUP": group}
+               "CARGOTRACE_INGEST_CLIENT_ID": group, "CARGOTRACE_INGEST_SHARED_GROUP": group,
+               # a session of this run only: the broker forgets it, and stops queueing for it, at the end
+               "CARGOTRACE_INGEST_SESSION_EXPIRY_S": "0"}
         self.log = folder / "ingest.log"
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "tracking_api.cli", "ingest"], env=env, stdout=out,

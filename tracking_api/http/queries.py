@@ -14,35 +14,37 @@ from crm_link.status import CUSTOMER_SUBTAG, CUSTOMER_WORD
 # What a shipper is shown of the route exceptions; the rest are the dispatcher's business.
 CUSTOMER_VISIBLE_EXCEPTIONS = ("late", "missing_cargo", "misload", "wrong_destination")
 
+# One round trip: the shipment with its item progress, timeline, customer-visible open exceptions and,
+# while the vehicle carries it, the vehicle's last fix (nested JSON built by PostgreSQL).
 _SHIPMENT = """
-SELECT d.id, d.customer_id, d.external_ref, d.status, d.status_at, d.origin_site_id, d.destination_site_id,
+SELECT d.customer_id, d.external_ref, d.status, d.status_at, d.origin_site_id, d.destination_site_id,
        coalesce(d.destination_lat, s.lat) AS destination_lat, coalesce(d.destination_lon, s.lon) AS destination_lon,
        coalesce(d.destination_radius_m, s.radius_m) AS destination_radius_m,
        d.pickup_from, d.pickup_to, d.delivery_from, d.delivery_to, d.rush, d.service_level, d.vehicle_id,
-       d.planned_route, d.eta, d.eta_computed_at, d.created_at, d.updated_at
+       d.planned_route, d.eta, d.eta_computed_at, d.created_at, d.updated_at,
+       (SELECT json_build_object('total', count(*), 'loaded', count(loaded_at), 'delivered', count(delivered_at))
+        FROM demand_items WHERE demand_id = d.id) AS items,
+       (SELECT coalesce(json_agg(json_build_object('status', status, 'ts', ts, 'biz_step', biz_step, 'place', place,
+                                                   'lat', lat, 'lon', lon) ORDER BY id), '[]')
+        FROM shipment_events WHERE demand_id = d.id) AS timeline,
+       (SELECT coalesce(json_agg(json_build_object('type', type, 'state', state, 'opened_at', opened_at)
+                                 ORDER BY id), '[]')
+        FROM exceptions WHERE demand_id = d.id AND state <> 'resolved' AND type = ANY(%(visible)s)) AS exceptions,
+       CASE WHEN d.status IN ('in_transit', 'arrived') THEN
+           (SELECT row_to_json(p) FROM (SELECT ts, lat, lon, speed_kmh, course_deg FROM positions
+                                        WHERE vehicle_id = d.vehicle_id ORDER BY ts DESC LIMIT 1) p)
+       END AS last_position
 FROM demands d LEFT JOIN sites s ON s.id = d.destination_site_id
-WHERE d.customer_id = %s AND d.external_ref = %s
+WHERE d.customer_id = %(customer)s AND d.external_ref = %(ref)s
 """
 
 
 def shipment(conn: psycopg.Connection, customer_id: str, external_ref: str) -> dict[str, Any] | None:
     with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(_SHIPMENT, (customer_id, external_ref)).fetchone()
-        if row is None:
-            return None
-        demand_id = row.pop("id")
+        row = cur.execute(_SHIPMENT, {"customer": customer_id, "ref": external_ref,
+                                      "visible": list(CUSTOMER_VISIBLE_EXCEPTIONS)}).fetchone()
+    if row is not None:
         row["status_word"], row["status_subtag"] = CUSTOMER_WORD[row["status"]], CUSTOMER_SUBTAG[row["status"]]
-        row["items"] = cur.execute(
-            "SELECT count(*) AS total, count(loaded_at) AS loaded, count(delivered_at) AS delivered "
-            "FROM demand_items WHERE demand_id = %s", (demand_id,)).fetchone()
-        row["timeline"] = cur.execute(
-            "SELECT status, ts, biz_step, place, lat, lon FROM shipment_events WHERE demand_id = %s ORDER BY id",
-            (demand_id,)).fetchall()
-        row["exceptions"] = cur.execute(
-            "SELECT type, state, opened_at FROM exceptions WHERE demand_id = %s AND state <> 'resolved' "
-            "AND type = ANY(%s) ORDER BY id", (demand_id, list(CUSTOMER_VISIBLE_EXCEPTIONS))).fetchall()
-        row["last_position"] = (last_position(conn, row["vehicle_id"])
-                                if row["vehicle_id"] and row["status"] in ("in_transit", "arrived") else None)
     return row
 
 

@@ -49,10 +49,12 @@ BEGIN
         EXECUTE format('CREATE POLICY tenant ON %I USING (cargotrace_visible(customer_id))', t);
         EXECUTE format('CREATE POLICY owner_all ON %I TO %I USING (true) WITH CHECK (true)', t, current_user);
     END LOOP;
-    -- Owned through the demand (whose own policy applies inside the subquery).
+    -- Owned through the demand, whose own policy applies inside the subquery. EXISTS, not IN: it is
+    -- one primary-key probe per row, where IN built a hash of all the customer's demands per query.
     FOREACH t IN ARRAY ARRAY['demand_items', 'demand_history', 'shipment_events', 'exceptions'] LOOP
         EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', t);
-        EXECUTE format('CREATE POLICY tenant ON %I USING (cargotrace_staff() OR demand_id IN (SELECT id FROM demands))', t);
+        EXECUTE format('CREATE POLICY tenant ON %I USING (cargotrace_staff() '
+                       'OR EXISTS (SELECT 1 FROM demands d WHERE d.id = demand_id))', t);
         EXECUTE format('CREATE POLICY owner_all ON %I TO %I USING (true) WITH CHECK (true)', t, current_user);
     END LOOP;
     EXECUTE format('CREATE POLICY owner_all ON customers TO %I USING (true) WITH CHECK (true)', current_user);
@@ -63,7 +65,7 @@ ALTER TABLE customers ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant ON customers USING (cargotrace_visible(id));
 ALTER TABLE webhook_deliveries ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant ON webhook_deliveries
-    USING (cargotrace_staff() OR subscription_id IN (SELECT id FROM webhook_subscriptions));
+    USING (cargotrace_staff() OR EXISTS (SELECT 1 FROM webhook_subscriptions w WHERE w.id = subscription_id));
 
 -- Share links are signed with this secret (HMAC), held in the database so every API process agrees.
 -- gen_random_uuid draws on the server's strong random source; two give 244 random bits.
