@@ -7,10 +7,13 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -24,7 +27,7 @@ from tests.api_world import World
 from tests.helpers import ApiServer
 from tests.test_ingest_worker import Publisher, rfid_event, running, worker_settings
 from tracking_api.http.app import create_app
-from tracking_api.http.pages import LEAFLET
+from tracking_api.http.pages import LEAFLET, WEB
 from tracking_api.settings import Settings
 
 WAIT_S = 20
@@ -134,3 +137,37 @@ def test_the_console_lists_exceptions_and_acknowledges_one_live(world: World, se
     WebDriverWait(browser, WAIT_S).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#queue tr")) == 0)
     browser.save_screenshot(str(artifacts / "console.png"))
     only_local_requests(browser, server)
+
+
+LINE = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\r\n\0"), max_size=12)
+EVENTS = st.lists(st.tuples(LINE, st.lists(LINE, min_size=1, max_size=3), st.none() | LINE), max_size=6)
+PARSE = """
+const [source, chunks] = arguments;
+const cargotrace = new Function(source + "; return cargotrace;")();
+const events = [], retries = [];
+const parser = cargotrace.sse((name, data, id) => events.push([name, data, id]), (ms) => retries.push(ms));
+for (const chunk of chunks) parser.push(chunk);
+return [events, retries];
+"""
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(events=EVENTS, newline=st.sampled_from(["\n", "\r", "\r\n"]), retry=st.integers(0, 10**6),
+       cuts=st.lists(st.integers(0, 10**4)))
+def test_the_pages_stream_reader_parses_any_event_stream_cut_anywhere(
+        browser: webdriver.Chrome, events: list[tuple[str, list[str], str | None]], newline: str, retry: int,
+        cuts: list[int]) -> None:
+    lines, expected, last_id = [": keep-alive", f"retry: {retry}", "retry: soon"], [], ""
+    for name, data, event_id in events:
+        lines += [f"event: {name}"] + [f"data: {d}" for d in data]
+        if event_id is not None:
+            lines.append(f"id: {event_id}")
+            last_id = event_id
+        lines.append("")
+        expected.append([name or "message", "\n".join(data), last_id])
+    lines.append("data: never finished")
+    text = newline.join(lines)
+    bounds = sorted({0, len(text), *(cut % (len(text) + 1) for cut in cuts)})
+    chunks = [text[a:b] for a, b in pairwise(bounds)]
+    source = (WEB / "static" / "common.js").read_text()
+    assert browser.execute_script(PARSE, source, chunks) == [expected, [retry]]
