@@ -22,10 +22,10 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from crm_link.correlate import process_pending
 from device_drivers import epc
-from gateway.contract import RFID_SCHEMA, batch, topic
+from gateway.contract import GPS_SCHEMA, RFID_SCHEMA, batch, topic
 from tests.api_world import World
 from tests.helpers import ApiServer
-from tests.test_ingest_worker import Publisher, rfid_event, running, worker_settings
+from tests.test_ingest_worker import Publisher, gps_event, rfid_event, running, worker_settings
 from tracking_api.http.app import create_app
 from tracking_api.http.pages import LEAFLET, WEB
 from tracking_api.settings import Settings
@@ -113,8 +113,9 @@ def test_a_share_link_opens_the_page_without_a_key(world: World, server: ApiServ
     browser.save_screenshot(str(artifacts / "shared.png"))
 
 
-def test_the_console_lists_exceptions_and_acknowledges_one_live(world: World, server: ApiServer,
-                                                                browser: webdriver.Chrome, artifacts: Path) -> None:
+def test_the_console_lists_exceptions_and_acknowledges_one_live(
+        world: World, server: ApiServer, browser: webdriver.Chrome, artifacts: Path, mqtt_url: str,
+        gateway_id: str) -> None:
     browser.get(f"{server.url}/console")
     sign_in(browser, world.keys["dispatcher"])
     text_of(browser, "live", "live")
@@ -135,6 +136,18 @@ def test_the_console_lists_exceptions_and_acknowledges_one_live(world: World, se
         # another dispatcher resolves the other one: this console sees it go without a reload
         conn.execute("UPDATE exceptions SET state = 'resolved' WHERE id = %s", (world.exception_ids["globex"],))
     WebDriverWait(browser, WAIT_S).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#queue tr")) == 0)
+
+    truck = '#vehicles tr[data-vehicle="TRK-A"]'
+    assert browser.find_element(By.CSS_SELECTOR, truck).get_attribute("data-fix") == "31.25,121.5"
+    with running(worker_settings(world.db_url, mqtt_url)):  # a fix through ingest moves the truck on the map
+        publisher = Publisher(mqtt_url)
+        publisher.send(topic(gateway_id, "gps"), batch(GPS_SCHEMA, gateway_id,
+                                                       [gps_event(1, vehicle="TRK-A", lat=31.27, lon=121.52)]))
+        publisher.close()
+        WebDriverWait(browser, WAIT_S).until(seen.text_to_be_present_in_element_attribute(
+            (By.CSS_SELECTOR, truck), "data-fix", "31.27,121.52"))
+    assert browser.execute_script("const p = markers.get('TRK-A').getLatLng(); return [p.lat, p.lng]") == [
+        31.27, 121.52]
     browser.save_screenshot(str(artifacts / "console.png"))
     only_local_requests(browser, server)
 

@@ -52,7 +52,13 @@ async function loadQueue() {
 }
 
 function place(vehicleId, p) {
-  if (!map || !p) return;
+  if (!p) return;
+  const row = document.querySelector(`#vehicles tr[data-vehicle="${CSS.escape(vehicleId)}"]`);
+  if (row) {
+    row.dataset.fix = `${p.lat},${p.lon}`;
+    row.lastChild.textContent = cargotrace.time(p.ts);
+  }
+  if (!map) return;
   let marker = markers.get(vehicleId);
   if (!marker) {
     marker = L.circleMarker([p.lat, p.lon], { radius: 7, color: "#a31515" }).bindTooltip(vehicleId).addTo(map);
@@ -68,15 +74,15 @@ async function loadVehicles() {
     tr.dataset.vehicle = v.id;
     cell(tr, v.id);
     cell(tr, v.trips.map((t) => `${t.external_ref} (${t.status})`).join(", "));
-    cell(tr, v.last_position ? cargotrace.time(v.last_position.ts) : "no fix");
+    cell(tr, "no fix");
     return tr;
   }));
+  for (const v of vehicles) place(v.id, v.last_position);
   if (!map) return;
   if (shapes) shapes.remove();
   shapes = L.layerGroup().addTo(map);
   const extent = [];
   for (const v of vehicles) {
-    place(v.id, v.last_position);
     if (v.last_position) extent.push([v.last_position.lat, v.last_position.lon]);
     for (const t of v.trips) {
       const route = cargotrace.lineOf(t.planned_route);
