@@ -141,7 +141,9 @@ def test_the_kpi_endpoints(world: World) -> None:
         assert mine.status_code == 200 and mine.json()["kpis"]["shipments"] == 0  # the world's demand is from now
         now = {"from": (datetime.now(UTC) - timedelta(days=1)).isoformat(),
                "to": (datetime.now(UTC) + timedelta(days=1)).isoformat()}
-        body = world.call(client, "GET", "/v1/customers/acme/kpis", "acme", params=now).json()["kpis"]
+        answer = world.call(client, "GET", "/v1/customers/acme/kpis", "acme", params=now).json()
+        assert [p["satisfaction"] for p in answer["satisfaction_trend"]] == [None, None, None]  # nothing before
+        body = answer["kpis"]
         assert (body["shipments"], body["exceptions_per_100"], body["exceptions_late"]) == (1, 100, 100)
         csv = world.call(client, "GET", "/v1/customers/acme/kpis", "acme", params={**now, "fmt": "csv"})
         assert csv.headers["content-type"].startswith("text/csv")

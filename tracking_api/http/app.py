@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
@@ -13,7 +14,7 @@ from fastapi import FastAPI, HTTPException, Request
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from gateway.metrics import serve
-from tracking_api.http import customers, demands, dispatch, feedback, pages, problems, shipments
+from tracking_api.http import customers, demands, dispatch, feedback, pages, problems, shipments, webhooks
 from tracking_api.http.auth import RateLimit
 from tracking_api.http.deps import Admission, open_pool
 from tracking_api.http.live import Live
@@ -21,6 +22,7 @@ from tracking_api.http.metrics import RequestMetrics, RequestStats
 from tracking_api.settings import Settings
 
 HEALTH_TIMEOUT_S = 3.0
+LIVE_START_TIMEOUT_S = 5.0
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -34,6 +36,9 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.live = Live(settings.api_database_url or settings.database_url or "", app.state.pool)
             app.state.live.start()
             stack.callback(app.state.live.close)
+            # Listening before serving, so a client's first stream misses no change; bounded, so a
+            # database that is down does not keep the API (and its /healthz) from starting.
+            await asyncio.to_thread(app.state.live.listening.wait, LIVE_START_TIMEOUT_S)
             if settings.api_metrics_listen:
                 server = serve(settings.api_metrics_listen, stats.samples, lambda: _database_answers(app.state.pool))
                 stack.callback(server.shutdown)
@@ -52,6 +57,7 @@ def create_app(settings: Settings) -> FastAPI:
     problems.install(app)
     for router in (shipments.router, feedback.router, dispatch.router, demands.router, customers.router):
         app.include_router(router)
+    app.include_router(webhooks.router)
     pages.mount(app)
 
     @app.get("/healthz", tags=["ops"])

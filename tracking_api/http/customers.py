@@ -25,6 +25,7 @@ Format = Annotated[Literal["json", "csv"], Query(description="csv: the same numb
 staff = require("dispatcher", "integration", "admin")
 anyone = require("customer", "dispatcher", "integration", "admin")
 MAX_PERIOD = timedelta(days=3 * 366)
+TREND_PERIODS = 3  # earlier periods of the same length beside the satisfaction index
 
 
 def period(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
@@ -88,8 +89,13 @@ def customer_kpis(customer_id: CustomerPath, start: From = None, end: To = None,
     frame["satisfaction"] = [kpis.satisfaction(row, level) for row in frame.to_dict("records")]
     if fmt == "csv":
         return table(frame, fmt, f"kpis-{customer_id}", "kpis")
+    length = end - start
+    trend = [{"from": start - i * length, "to": end - i * length, "satisfaction": kpis.satisfaction(
+        kpis.kpis(c, start - i * length, end - i * length, customer_id).iloc[0].to_dict(), level)}
+        for i in range(TREND_PERIODS, 0, -1)]
     return {"customer_id": customer_id, "from": start, "to": end,
-            "kpis": frame.astype(object).where(frame.notna(), None).iloc[0].to_dict()}
+            "kpis": frame.astype(object).where(frame.notna(), None).iloc[0].to_dict(),
+            "satisfaction_trend": trend}
 
 
 @router.get("/v1/customers/{customer_id}")

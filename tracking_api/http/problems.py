@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -26,6 +27,12 @@ def install(app: FastAPI) -> None:
                   409: "Conflict", 410: "Gone", 422: "Unprocessable Content", 429: "Too Many Requests",
                   503: "Service Unavailable"}
         return problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail), exc.headers)
+
+    @app.exception_handler(psycopg.DataError)
+    async def bad_value(request: Request, exc: psycopg.DataError) -> JSONResponse:
+        # A value the schema let through but PostgreSQL cannot hold (a NUL byte in text, say): the
+        # client's input, not a server fault.
+        return problem(422, "Unprocessable Content", f"a value cannot be stored: {exc.diag.message_primary or exc}")
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
