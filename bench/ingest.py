@@ -95,32 +95,39 @@ def publisher(broker: str) -> mqtt.Client:
     return client
 
 
-def end_to_end(url: str, broker: str, n: int) -> float:
-    """(b): publish everything, time until the last row is committed by the ingest process."""
-    env = {**os.environ, "CARGOTRACE_DATABASE_URL": url, "CARGOTRACE_MQTT_URL": broker,
-           "CARGOTRACE_INGEST_CLIENT_ID": f"bench-{uuid.uuid4().hex[:6]}"}
-    log = Path(tempfile.mkdtemp()) / "ingest.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "tracking_api.cli", "ingest"], env=env, stdout=out, stderr=out)
+def end_to_end(url: str, broker: str, n: int, workers: int = 1) -> float:
+    """(b): publish everything, time until the last row is committed by the ingest processes (several
+    share the stream through one shared subscription group, each with its own client id)."""
+    group, gateway = f"bench{uuid.uuid4().hex[:6]}", f"bench-b{workers}"
+    folder = Path(tempfile.mkdtemp())
+    procs = []
+    for i in range(workers):
+        env = {**os.environ, "CARGOTRACE_DATABASE_URL": url, "CARGOTRACE_MQTT_URL": broker,
+               "CARGOTRACE_INGEST_CLIENT_ID": f"{group}-{i}", "CARGOTRACE_INGEST_SHARED_GROUP": group}
+        with (folder / f"ingest-{i}.log").open("wb") as out:
+            procs.append(subprocess.Popen([sys.executable, "-m", "tracking_api.cli", "ingest"], env=env, stdout=out,
+                                          stderr=out))
     try:
         deadline = time.monotonic() + 30
-        while b"subscribed" not in log.read_bytes():
+        while not all(b"subscribed" in (folder / f"ingest-{i}.log").read_bytes() for i in range(workers)):
             if time.monotonic() > deadline:
                 raise SystemExit("ingest did not subscribe")
             time.sleep(0.1)
-        payloads = messages("bench-b", 1, n)
+        payloads = messages(gateway, 1, n)
         client = publisher(broker)
         start = time.perf_counter()
         for payload in payloads:
-            client.publish(topic("bench-b", "gps"), payload, qos=1)
-        while count(url, "bench-b") < n:
+            client.publish(topic(gateway, "gps"), payload, qos=1)
+        while count(url, gateway) < n:
             time.sleep(0.05)
         elapsed = time.perf_counter() - start
         client.loop_stop()
         return n / elapsed
     finally:
-        proc.terminate()
-        proc.wait(15)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(15)
 
 
 def delay(url: str, broker: str, rate: int, seconds: int) -> list[float]:
@@ -162,9 +169,17 @@ def main() -> None:
     parser.add_argument("--database", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--broker", default="mqtt://127.0.0.1:1883")
     parser.add_argument("--rate", type=int, default=5000, help="events/s for the delay measurement")
+    parser.add_argument("--workers", type=int, default=0, metavar="N",
+                        help="only (b), with 1 and then N ingest processes in one shared group, and their ratio")
     args = parser.parse_args()
 
     url = fresh_database(args.database)
+    if args.workers:
+        one = end_to_end(url, args.broker, args.events)
+        print(f"(b) 1 ingest worker   {one:12,.0f} rows/s", flush=True)
+        many = end_to_end(url, args.broker, args.events, args.workers)
+        print(f"(b) {args.workers} ingest workers  {many:12,.0f} rows/s   ratio {many / one:.2f}")
+        return
     a = floor_copy(url, args.events)
     print(f"(a) COPY + idempotent insert   {a:12,.0f} rows/s", flush=True)
     b = end_to_end(url, args.broker, args.events)
