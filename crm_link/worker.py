@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
+from crm_link import webhooks
 from crm_link.correlate import process_pending
 from crm_link.metrics import database_samples
 from crm_link.route_watch import Thresholds, sweep_gps_silence
@@ -77,7 +78,13 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-    CrmWorker(settings).run(stop)
+    sender = threading.Thread(target=webhooks.run, args=(settings, stop), name="webhooks", daemon=True)
+    sender.start()
+    try:
+        CrmWorker(settings).run(stop)
+    finally:
+        stop.set()
+        sender.join()
 
 
 def _wait(listener: psycopg.Connection, period: float, stop: threading.Event) -> None:

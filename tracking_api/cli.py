@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 from tracking_api import logs
@@ -66,6 +68,17 @@ def cmd_crm_run(args: argparse.Namespace) -> int:
 
     _database_url()
     run(get_settings())
+    return 0
+
+
+def cmd_crm_webhooks(args: argparse.Namespace) -> int:
+    from crm_link import webhooks
+
+    _database_url()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    webhooks.run(get_settings(), stop)
     return 0
 
 
@@ -207,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     crm = sub.add_parser("crm", help="the CRM link", description="the CRM link")
     crm_sub = crm.add_subparsers(dest="crm_command", required=True, metavar="COMMAND")
     add("run", cmd_crm_run, "correlate observations and fixes with demand records", crm_sub)
+    add("webhooks", cmd_crm_webhooks, "send queued webhook deliveries (also runs inside crm run)", crm_sub)
 
     db = sub.add_parser("db", help="database administration", description="database administration")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")

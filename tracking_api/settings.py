@@ -52,6 +52,13 @@ class Settings(BaseSettings):
     # environment, e.g. {"corridor_m": 500}); customers.exception_thresholds overrides both.
     exception_thresholds: dict[str, float] = Field(default_factory=dict)
 
+    # Webhook URLs resolving to private, loopback or link-local addresses are refused (SSRF) unless
+    # allowed here: all of them, or the listed networks (JSON list, e.g. ["10.20.0.0/16"]).
+    webhook_allow_private: bool = False
+    webhook_allowed_networks: list[str] = Field(default_factory=list)
+    webhook_timeout_s: float = 10.0
+    webhook_poll_seconds: float = 1.0
+
     # host:port of each process's /metrics and /healthz (Prometheus text); off when unset. The API's
     # is apart from its public port so metrics never pass the reverse proxy.
     ingest_metrics_listen: str | None = Field(None, pattern=LISTEN)
