@@ -81,24 +81,45 @@ def test_the_tracking_page_follows_a_status_change_made_through_ingest(
     sign_in(browser, world.keys["acme"])
     text_of(browser, "progress", "0/1 pallets loaded")
     text_of(browser, "live", "live")
-    assert browser.find_element(By.CSS_SELECTOR, "#steps li.current").get_attribute("data-status") == "pending"
+
+    def current_step() -> str:
+        # read in one script: the steps are redrawn on every status event
+        return browser.execute_script("return document.querySelector('#steps li.current').dataset.status")
+
+    def trail() -> list[list[float]]:
+        return browser.execute_script("return trail.getLatLngs().map((p) => [p.lat, p.lng])")
+
+    assert current_step() == "pending"
     browser.save_screenshot(str(artifacts / "tracking-pending.png"))
 
-    with running(worker_settings(world.db_url, mqtt_url)):
+    with running(worker_settings(world.db_url, mqtt_url)), psycopg.connect(world.db_url, autocommit=True) as conn:
         publisher = Publisher(mqtt_url)
-        publisher.send(topic(gateway_id, "rfid"), batch(RFID_SCHEMA, gateway_id,
-                                                        [rfid_event(1, epc.encode(world.epc["acme"]))]))
-        publisher.close()
-        with psycopg.connect(world.db_url) as conn:  # the CRM link correlates once ingest has committed
-            WebDriverWait(conn, WAIT_S).until(
-                lambda c: c.execute("SELECT count(*) FROM tag_observations").fetchone()[0] == 1)
+
+        def through_ingest(kind: str, schema: str, event: dict, table: str) -> None:
+            """Publish one event, await its row, then let the CRM link correlate what ingest committed."""
+            publisher.send(topic(gateway_id, kind), batch(schema, gateway_id, [event]))
+            WebDriverWait(conn, WAIT_S).until(lambda c: c.execute(
+                f"SELECT count(*) FROM {table} WHERE gateway_id = %s AND seq = %s",
+                (gateway_id, event["seq"])).fetchone()[0] == 1)
             process_pending(conn)
 
-    text_of(browser, "progress", "1/1 pallets loaded")  # no reload: the stream brought it
-    assert browser.find_element(By.CSS_SELECTOR, "#steps li.current").get_attribute("data-status") == "loaded"
-    assert "loaded" in browser.find_element(By.ID, "timeline").text
+        through_ingest("rfid", RFID_SCHEMA, rfid_event(1, epc.encode(world.epc["acme"])), "tag_observations")
+        text_of(browser, "progress", "1/1 pallets loaded")  # no reload: the stream brought it
+        assert current_step() == "loaded"
+        assert "loaded" in browser.find_element(By.ID, "timeline").text
+        browser.save_screenshot(str(artifacts / "tracking-loaded.png"))
+
+        # the truck leaves the warehouse: in transit, and from then on its fixes draw the trail live
+        through_ingest("gps", GPS_SCHEMA, gps_event(2, vehicle="TRK-A", lat=31.26, lon=121.50), "positions")
+        WebDriverWait(browser, WAIT_S).until(lambda b: current_step() == "in_transit")
+        assert trail()[-1] == [31.26, 121.50]
+        through_ingest("gps", GPS_SCHEMA, gps_event(3, vehicle="TRK-A", lat=31.28, lon=121.53), "positions")
+        WebDriverWait(browser, WAIT_S).until(lambda b: trail()[-1] == [31.28, 121.53])
+        assert trail() == [[31.26, 121.50], [31.28, 121.53]]  # since departure, each fix once
+        publisher.close()
+
     assert browser.execute_script("return performance.getEntriesByType('navigation').length") == 1
-    browser.save_screenshot(str(artifacts / "tracking-loaded.png"))
+    browser.save_screenshot(str(artifacts / "tracking-in-transit.png"))
     only_local_requests(browser, server)
 
 

@@ -7,7 +7,7 @@ const STEPS = [["pending", "Order received"], ["loading", "Loading"], ["loaded",
 const [, mode, id] = location.pathname.split("/");
 const base = mode === "s" ? `/v1/shared/${id}` : `/v1/shipments/${id}`;
 const map = cargotrace.map("map");
-let trail = null, vehicle = null, drawn = false;
+let trail = null, vehicle = null, drawn = false, lastFix = -Infinity;
 
 function render(s) {
   cargotrace.text("ref", s.external_ref);
@@ -54,7 +54,10 @@ function render(s) {
 }
 
 function move(p) {
-  if (!map) return;
+  // a fix comes again with every status event (as last_position) and may cross a reconnection
+  const at = Date.parse(p.ts);
+  if (!map || at <= lastFix) return;
+  lastFix = at;
   trail.addLatLng([p.lat, p.lon]);
   if (!vehicle) vehicle = L.circleMarker([p.lat, p.lon], { radius: 7, color: "#a31515" }).addTo(map);
   vehicle.setLatLng([p.lat, p.lon]);
