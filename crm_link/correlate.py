@@ -19,6 +19,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from crm_link import exceptions
+from crm_link.docks import DoorMemo
 from crm_link.geo import Geofence
 from crm_link.route_watch import Thresholds, on_fix
 from crm_link.status import BIZ_STEP, RANK
@@ -99,8 +100,9 @@ def process_pending(conn: psycopg.Connection, consumed: Counter[str] | None = No
                 return transitions
             events.sort(key=lambda e: (e.ts, e.kind != "observation", e.id))
             touched: set[int] = set()
+            doors: DoorMemo = {}
             for event in events:
-                touched |= (_observation(cur, event) if event.kind == "observation"
+                touched |= (_observation(cur, event, doors) if event.kind == "observation"
                             else _position(cur, event, thresholds))
             for kind, (txid, last_id) in cursors.items():
                 cur.execute("UPDATE consumer_cursors SET txid = %s::xid8, id = %s WHERE consumer = %s",
@@ -129,12 +131,12 @@ def _advance(cur: psycopg.Cursor, demand: dict[str, Any], status: str, event: Ev
     return True
 
 
-def _observation(cur: psycopg.Cursor, event: Event) -> set[int]:
+def _observation(cur: psycopg.Cursor, event: Event, doors: DoorMemo) -> set[int]:
     o = event.data
     if not o["epc_uri"]:
         return set()
     site = o["read_point"].split("/", 1)[0]
-    touched = exceptions.misloads(cur, o)
+    touched = exceptions.misloads(cur, o, doors)
     cur.execute("SELECT d.id, d.status, d.origin_site_id, d.destination_site_id, i.id AS item_id "
                 "FROM demand_items i JOIN demands d ON d.id = i.demand_id "
                 "WHERE i.epc_uri = %s AND d.status <> 'delivered' FOR UPDATE OF d, i", (o["epc_uri"],))

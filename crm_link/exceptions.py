@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from crm_link.docks import vehicle_at_door
+from crm_link.docks import DoorMemo, vehicle_at_door
 
 # A vehicle tag and a cargo tag read at the same dock door this close in time put the cargo on
 # that vehicle: about the time a truck stands at a door while it is loaded.
@@ -68,10 +68,10 @@ GROUP BY d.id, d.vehicle_id
 """
 
 
-def _untagged_side(cur: psycopg.Cursor, params: dict[str, Any]) -> list[dict[str, Any]]:
+def _untagged_side(cur: psycopg.Cursor, params: dict[str, Any], doors: DoorMemo | None) -> list[dict[str, Any]]:
     """No other vehicle's tag at the door: the vehicle there by a dock assignment or its fixes, when
     no tag says otherwise, against the demands of the cargo read out."""
-    at_door = vehicle_at_door(cur, params["read_point"], params["ts"], params["window"])
+    at_door = vehicle_at_door(cur, params["read_point"], params["ts"], params["window"], doors)
     if at_door is None or at_door.source == "tag":
         return []
     cur.execute("SELECT d.id AS demand_id, %(at_door)s::text AS vehicle_id, d.vehicle_id AS planned_vehicle_id, "
@@ -83,10 +83,11 @@ def _untagged_side(cur: psycopg.Cursor, params: dict[str, Any]) -> list[dict[str
     return cur.fetchall()
 
 
-def misloads(cur: psycopg.Cursor, observation: dict[str, Any]) -> set[int]:
+def misloads(cur: psycopg.Cursor, observation: dict[str, Any], doors: DoorMemo | None = None) -> set[int]:
     """Open `misload` for cargo put on a vehicle other than its demand's (ARCHITECTURE §6), seen
     from the cargo's or the vehicle's read at a dock door, so whichever of the two commits last
-    finds the other. `observation` is a tag_observations row; returns the demands that got a new
+    finds the other; without another vehicle's tag there, by docks.vehicle_at_door (`doors`: its
+    answers in this batch). `observation` is a tag_observations row; returns the demands that got a new
     exception."""
     cur.execute("SELECT id FROM vehicles WHERE tag_epc_uri = %s", (observation["epc_uri"],))
     vehicle = cur.fetchone()
@@ -98,7 +99,7 @@ def misloads(cur: psycopg.Cursor, observation: dict[str, Any]) -> set[int]:
     cur.execute(_CARGO_SIDE if vehicle is None else _VEHICLE_SIDE, params)
     rows = cur.fetchall()
     if vehicle is None and not rows:
-        rows = _untagged_side(cur, params)
+        rows = _untagged_side(cur, params, doors)
     opened = set()
     for row in rows:
         evidence = {"epc_uri": row["epc_uri"], "read_point": observation["read_point"],

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
-from shapely.geometry import Point
+from shapely.geometry import Point, Polygon
 
 EARTH_RADIUS_M = 6_371_008.8
 
@@ -34,4 +35,10 @@ class Geofence:
 
     def contains(self, lat: float, lon: float) -> bool:
         projection = LocalProjection(self.lat, self.lon)
-        return Point(0, 0).buffer(self.radius_m).contains(Point(projection.xy(lat, lon)))
+        return _disc(self.radius_m).contains(Point(projection.xy(lat, lon)))
+
+
+@lru_cache(maxsize=256)
+def _disc(radius_m: float) -> Polygon:
+    """A geofence's circle around the origin, built once per radius (it is asked on every fix)."""
+    return Point(0, 0).buffer(radius_m)
