@@ -1,6 +1,7 @@
-"""The web pages in headless Chromium (Debian's chromium + chromedriver, driven by Selenium): a status
-change made through real ingest shows up without a reload; screenshots are kept as test artifacts
-(in $CARGOTRACE_TEST_ARTIFACTS when set, else in the test's tmp_path)."""
+"""The web pages in headless Chromium (Debian's chromium + chromedriver, driven by Selenium): status
+changes and fixes made through real ingest show up without a reload, and the pages' stream reader
+parses any event stream however it is cut; screenshots are kept as test artifacts (in
+$CARGOTRACE_TEST_ARTIFACTS when set, else in the test's tmp_path)."""
 
 from __future__ import annotations
 
@@ -130,8 +131,11 @@ def test_a_share_link_opens_the_page_without_a_key(world: World, server: ApiServ
     browser.get(url)
     text_of(browser, "ref", "SO-G1")
     text_of(browser, "progress", "0/1 pallets loaded")
+    text_of(browser, "live", "live")  # the stream opened with the token alone
     assert not browser.find_element(By.ID, "key-form").is_displayed()
+    assert browser.execute_script("return sessionStorage.length") == 0
     browser.save_screenshot(str(artifacts / "shared.png"))
+    only_local_requests(browser, server)
 
 
 def test_the_console_lists_exceptions_and_acknowledges_one_live(
