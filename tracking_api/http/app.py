@@ -14,7 +14,7 @@ from fastapi import FastAPI, HTTPException, Request
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from gateway.metrics import serve
-from tracking_api.http import customers, demands, dispatch, feedback, pages, problems, shipments, webhooks
+from tracking_api.http import customers, demands, dispatch, epcis, feedback, pages, problems, shipments, webhooks
 from tracking_api.http.auth import RateLimit
 from tracking_api.http.deps import Admission, open_pool
 from tracking_api.http.live import Live
@@ -58,6 +58,7 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (shipments.router, feedback.router, dispatch.router, demands.router, customers.router):
         app.include_router(router)
     app.include_router(webhooks.router)
+    app.include_router(epcis.router)
     pages.mount(app)
 
     @app.get("/healthz", tags=["ops"])
