@@ -2,6 +2,7 @@
 
     python -m bench.api [--rows 10000000] [--rate 200] [--seconds 60] [--ingest-rate 5000]
                         [--database postgresql://postgres@127.0.0.1:5432/postgres] [--broker mqtt://127.0.0.1:1883]
+                        [--keep | --reuse postgresql://postgres@127.0.0.1:5432/bench_api_…]
 
 Set-up, in a database of its own: `--rows` rows in the time-series tables (half fixes, half tag
 observations, written with INSERT … SELECT generate_series), `--demands` shipments with three items
@@ -86,7 +87,7 @@ def run(conn: psycopg.Connection, script: str, params: dict[str, int]) -> None:
             conn.execute(statement, params)
 
 
-def build(admin: str, rows: int, demands: int, customers: int) -> tuple[str, dict[str, str]]:
+def build(admin: str, rows: int, demands: int, customers: int) -> str:
     name = f"bench_api_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -100,9 +101,14 @@ def build(admin: str, rows: int, demands: int, customers: int) -> tuple[str, dic
             log(f"time-series rows: {2 * min(lo + step - 1, half):,} of {rows:,}")
         run(conn, DEMANDS, {"demands": demands, "customers": customers})
         conn.execute("VACUUM ANALYZE")
-        keys = {f"cust-{c}": create_key(conn, "customer", f"cust-{c}") for c in range(1, customers + 1)}
     log(f"{demands:,} shipments for {customers} customers")
-    return url, keys
+    return url
+
+
+def customer_keys(url: str) -> dict[str, str]:
+    """A fresh key per customer (only their hashes are stored, so a kept database needs new ones)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return {c: create_key(conn, "customer", c) for (c,) in conn.execute("SELECT id FROM customers").fetchall()}
 
 
 class Ingest:
@@ -143,7 +149,8 @@ class Ingest:
 
     def close(self) -> None:
         self.stop.set()
-        self.thread.join(10)
+        if self.thread.is_alive():
+            self.thread.join(10)
         self.proc.terminate()
         self.proc.wait(15)
 
@@ -171,13 +178,25 @@ async def open_loop(call: object, rate: int, seconds: float, in_flight: int = 64
 
 async def http_load(base: str, paths: list[tuple[str, dict[str, str]]], rate: int, seconds: float) -> list[float]:
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    dropped = 0
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
         async def call() -> None:
+            nonlocal dropped
             path, headers = random.choice(paths)
-            response = await client.get(path, headers=headers)
+            for attempt in range(3):  # a connection the server dropped: sent again, its clock still running
+                try:
+                    response = await client.get(path, headers=headers)
+                    break
+                except httpx.TransportError:
+                    if attempt == 2:
+                        raise
+                    dropped += 1
             if response.status_code != 200:
                 raise SystemExit(f"{path}: {response.status_code} {response.text[:200]}")
-        return await open_loop(call, rate, seconds)
+        latencies = await open_loop(call, rate, seconds)
+    if dropped:
+        log(f"{dropped} requests sent again after a dropped connection (their latency includes it)")
+    return latencies
 
 
 def direct_load(url: str, refs: list[tuple[str, str]], rate: int, seconds: float) -> list[float]:
@@ -219,11 +238,15 @@ def main() -> None:
                         help="an admin URL: the benchmark creates (and drops) a database of its own")
     parser.add_argument("--broker", default="mqtt://127.0.0.1:1883")
     parser.add_argument("--keep", action="store_true", help="keep the database")
+    parser.add_argument("--reuse", metavar="URL", help="measure on a database kept by an earlier run (implies --keep)")
     args = parser.parse_args()
 
-    url, keys = build(args.database, args.rows, args.demands, args.customers)
+    url = args.reuse or build(args.database, args.rows, args.demands, args.customers)
+    keys = customer_keys(url)
     with psycopg.connect(url) as conn:
         refs = conn.execute("SELECT customer_id, external_ref FROM demands").fetchall()
+        rows = conn.execute("SELECT (SELECT count(*) FROM positions) + (SELECT count(*) FROM tag_observations)"
+                            ).fetchone()[0]
     paths = [(f"/v1/shipments/{ref}", {"Authorization": f"Bearer {keys[customer]}"}) for customer, ref in refs]
     folder = Path(tempfile.mkdtemp(prefix="bench-api-"))
     port = free_port()
@@ -238,7 +261,7 @@ def main() -> None:
         asyncio.run(http_load(base, paths[:200], 50, 2))  # warm the pool and the caches
         ingest.start()
         log(f"measuring {args.seconds:.0f} s per path at {args.rate} requests/s, ingest at {args.ingest_rate} ev/s")
-        print(f"\n{args.rows:,} time-series rows, {len(refs):,} shipments, {args.rate} requests/s, "
+        print(f"\n{rows:,} time-series rows, {len(refs):,} shipments, {args.rate} requests/s, "
               f"ingest {args.ingest_rate} events/s")
         a = summary("(a) GET /v1/shipments/{ref}", asyncio.run(http_load(base, paths, args.rate, args.seconds)))
         b = summary("(b) GET /healthz", asyncio.run(http_load(base, [("/healthz", {})], args.rate, args.seconds)))
@@ -250,7 +273,7 @@ def main() -> None:
         ingest.close()
         api.terminate()
         api.wait(15)
-        if not args.keep:
+        if not (args.keep or args.reuse):
             with psycopg.connect(args.database, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
