@@ -80,9 +80,12 @@ def eta(at: datetime, remaining: float, speed_kmh: float, t: Thresholds) -> date
     return at + timedelta(seconds=remaining / (speed / 3.6))
 
 
-def resolve(cur: psycopg.Cursor, kind: str, demand_id: int, at: datetime, note: str) -> bool:
-    cur.execute("UPDATE exceptions SET state = 'resolved', resolved_at = %s, note = coalesce(note, %s) "
-                "WHERE demand_id = %s AND type = %s AND state <> 'resolved'", (at, note, demand_id, kind))
+def resolve(cur: psycopg.Cursor, demand_id: int, at: datetime, cleared: dict[str, str]) -> bool:
+    """Close the demand's unresolved exceptions of the types in `cleared` (type → note), in one statement."""
+    cur.execute("UPDATE exceptions e SET state = 'resolved', resolved_at = %s, note = coalesce(e.note, c.note) "
+                "FROM unnest(%s::text[], %s::text[]) AS c (type, note) "
+                "WHERE e.demand_id = %s AND e.type = c.type AND e.state <> 'resolved'",
+                (at, list(cleared), list(cleared.values()), demand_id))
     return cur.rowcount > 0
 
 
@@ -96,7 +99,8 @@ def on_fix(cur: psycopg.Cursor, demand: dict[str, Any], fix: dict[str, Any], t: 
     at, lat, lon, vehicle = fix["ts"], fix["lat"], fix["lon"], demand["vehicle_id"]
     if watch["last_fix_at"] is not None and at <= watch["last_fix_at"]:
         return False  # an older fix, committed late: the watch has moved on
-    changed = resolve(cur, "gps_silence", demand["id"], at, "fixes again")
+    cleared = {"gps_silence": "fixes again"}
+    changed = False
     speed = fix["speed_kmh"] if fix["speed_kmh"] is not None else 0.0
     average = speed if watch["speed_kmh_avg"] is None else (
         EWMA_WEIGHT * speed + (1 - EWMA_WEIGHT) * watch["speed_kmh_avg"])
@@ -106,7 +110,7 @@ def on_fix(cur: psycopg.Cursor, demand: dict[str, Any], fix: dict[str, Any], t: 
         distance = off_route_m(route, lat, lon)
         if distance <= t.corridor_m:
             watch["off_route_since"] = None
-            changed |= resolve(cur, "off_route", demand["id"], at, "back on route")
+            cleared["off_route"] = "back on route"
         else:
             watch["off_route_since"] = watch["off_route_since"] or at
             if (at - watch["off_route_since"]).total_seconds() >= t.off_route_min_s:
@@ -126,7 +130,7 @@ def on_fix(cur: psycopg.Cursor, demand: dict[str, Any], fix: dict[str, Any], t: 
             changed |= open_exception(cur, kind, demand["id"], vehicle, at, {**evidence, "site": site})
     elif watch["stopped_since"] is None or great_circle_m(watch["stop_lat"], watch["stop_lon"], lat, lon) > MOVED_M:
         watch.update(stopped_since=None, stop_lat=None, stop_lon=None)
-        changed |= resolve(cur, "unplanned_stop", demand["id"], at, "moving again")
+        cleared["unplanned_stop"] = "moving again"
 
     if demand["d_lat"] is not None:
         remaining = remaining_m(route, lat, lon, demand["d_lat"], demand["d_lon"])
@@ -143,8 +147,9 @@ def on_fix(cur: psycopg.Cursor, demand: dict[str, Any], fix: dict[str, Any], t: 
                     "eta": predicted, "delivery_to": demand["delivery_to"], "grace_s": t.late_grace_s,
                     "position_id": fix["id"]})
             else:
-                changed |= resolve(cur, "late", demand["id"], at, "ETA back inside the window")
+                cleared["late"] = "ETA back inside the window"
 
+    changed |= resolve(cur, demand["id"], at, cleared)
     cur.execute("INSERT INTO route_watch (demand_id, off_route_since, stopped_since, stop_lat, stop_lon, last_fix_at, "
                 "speed_kmh_avg) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (demand_id) DO UPDATE SET "
                 "off_route_since = excluded.off_route_since, stopped_since = excluded.stopped_since, "

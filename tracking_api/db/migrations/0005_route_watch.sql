@@ -10,6 +10,8 @@ CREATE TABLE route_watch (
     speed_kmh_avg    real
 );
 CREATE INDEX route_watch_last_fix ON route_watch (last_fix_at);
+-- Every fix in transit closes what has cleared (off route, stopped, late, silent): find those by demand.
+CREATE INDEX exceptions_unresolved_by_demand ON exceptions (demand_id, type) WHERE state <> 'resolved';
 
 -- Per-customer overrides of the exception thresholds (keys as in crm_link.route_watch.Thresholds).
 ALTER TABLE customers ADD COLUMN exception_thresholds jsonb NOT NULL DEFAULT '{}'::jsonb;
