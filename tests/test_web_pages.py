@@ -5,6 +5,7 @@ $CARGOTRACE_TEST_ARTIFACTS when set, else in the test's tmp_path)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -32,6 +33,8 @@ from tracking_api.http.pages import LEAFLET, WEB
 from tracking_api.settings import Settings
 
 WAIT_S = 20
+BLOCKED = ("window.blockedByPolicy = [];"
+           "document.addEventListener('securitypolicyviolation', (e) => window.blockedByPolicy.push(e.blockedURI));")
 
 
 @pytest.fixture
@@ -44,7 +47,10 @@ def browser() -> Iterator[webdriver.Chrome]:
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--window-size=1280,900"):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # every request the browser sends
     with webdriver.Chrome(options=options, service=Service(driver)) as chrome:
+        # requests the Content-Security-Policy stopped are never sent: the page records them itself
+        chrome.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": BLOCKED})
         yield chrome
 
 
@@ -71,8 +77,11 @@ def text_of(browser: webdriver.Chrome, element_id: str, expected: str) -> None:
 
 
 def only_local_requests(browser: webdriver.Chrome, server: ApiServer) -> None:
-    urls = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
-    assert urls and all(url.startswith(server.url) for url in urls), urls
+    """Every request the page sent went to the API's own origin, and it tried none that the policy blocked."""
+    events = [json.loads(entry["message"])["message"] for entry in browser.get_log("performance")]
+    urls = {e["params"]["request"]["url"] for e in events if e["method"] == "Network.requestWillBeSent"}
+    assert urls and all(url.startswith((server.url, "data:")) for url in urls), urls
+    assert browser.execute_script("return window.blockedByPolicy") == []
 
 
 def test_the_tracking_page_follows_a_status_change_made_through_ingest(
