@@ -196,3 +196,17 @@ def test_a_burst_beyond_the_pool_is_queued_not_deadlocked(world: World) -> None:
     with ApiServer(create_app(Settings(database_url=world.db_url, api_pool_size=2,
                                        api_rate_limit_per_minute=0))) as server:
         assert asyncio.run(burst(server.url)) == [200] * 80
+
+
+def test_a_dispatcher_puts_a_vehicle_at_a_dock_door(world: World, client: TestClient) -> None:
+    body = {"vehicle_id": "TRK-A", "valid_to": (datetime.now(UTC) + timedelta(hours=2)).isoformat()}
+    made = world.call(client, "PUT", "/v1/docks/wh-sh1/door-03/assignment", "dispatcher", json=body)
+    assert made.status_code == 201 and made.json()["vehicle_id"] == "TRK-A"
+    assert world.call(client, "PUT", "/v1/docks/wh-sh1/door-03/assignment", "acme", json=body).status_code == 403
+    assert world.call(client, "PUT", "/v1/docks/wh-sh1/door-99/assignment", "dispatcher", json=body).status_code == 404
+    unknown = world.call(client, "PUT", "/v1/docks/wh-sh1/door-03/assignment", "dispatcher",
+                         json={"vehicle_id": "TRK-NOPE"})
+    assert unknown.status_code == 422
+    with psycopg.connect(world.db_url) as conn:
+        assert conn.execute("SELECT vehicle_id, assigned_by FROM dock_assignments").fetchall() == [
+            ("TRK-A", "key:" + world.keys["dispatcher"].split("_")[1])]

@@ -103,3 +103,34 @@ def vehicle_positions(vehicle_id: VehicleId, since: Annotated[AwareDatetime, Que
                         "fix), `exception` (opened, acknowledged, resolved).")
 def stream_all(request: Request, who: Principal = Depends(staff)) -> EventSourceResponse:
     return EventSourceResponse(request.app.state.live.stream(None, None, []))
+
+
+class DockAssignment(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    vehicle_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$", examples=["TRK-042"])
+    valid_from: AwareDatetime | None = Field(None, description="default: now")
+    valid_to: AwareDatetime | None = Field(None, description="default: until replaced")
+
+
+SiteId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+DoorId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+
+
+@router.put("/v1/docks/{site_id}/{door_id}/assignment", status_code=201,
+            description="Put a vehicle at a dock door: the correlator trusts it after the vehicle's own tag read "
+                        "there and before fixes inside the site.")
+def assign_dock(site_id: SiteId, door_id: DoorId, body: DockAssignment, who: Principal = Depends(staff),
+                c: psycopg.Connection = Depends(db)) -> dict[str, Any]:
+    if c.execute("SELECT 1 FROM read_points WHERE site_id = %s AND door_id = %s", (site_id, door_id)).fetchone() \
+            is None:
+        raise HTTPException(404, "no such dock door")
+    if c.execute("SELECT 1 FROM vehicles WHERE id = %s", (body.vehicle_id,)).fetchone() is None:
+        raise HTTPException(422, f"unknown vehicle: {body.vehicle_id}")
+    if body.valid_from and body.valid_to and body.valid_to <= body.valid_from:
+        raise HTTPException(422, "valid_to must be after valid_from")
+    row = c.execute(
+        "INSERT INTO dock_assignments (site_id, door_id, vehicle_id, valid_from, valid_to, assigned_by) "
+        "VALUES (%s, %s, %s, coalesce(%s, now()), %s, %s) RETURNING id, valid_from, valid_to",
+        (site_id, door_id, body.vehicle_id, body.valid_from, body.valid_to, f"key:{who.prefix}")).fetchone()
+    return {"id": row[0], "site_id": site_id, "door_id": door_id, "vehicle_id": body.vehicle_id,
+            "valid_from": row[1], "valid_to": row[2]}
