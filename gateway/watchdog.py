@@ -7,6 +7,7 @@ turning (a hung device read, a deadlock) even though the process is still alive.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -26,11 +27,9 @@ class Watchdog:
     def notify(self, message: str) -> None:
         if not self.address:
             return
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            try:
-                sock.sendto(message.encode(), self.address)
-            except OSError:
-                pass  # systemd gone (shutdown): nothing to tell
+        # OSError: systemd gone (shutdown), nothing to tell
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock, contextlib.suppress(OSError):
+            sock.sendto(message.encode(), self.address)
 
     def ready(self) -> None:
         self.notify("READY=1")
