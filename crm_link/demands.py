@@ -4,7 +4,7 @@ and their history (demand dynamics)."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import psycopg
@@ -158,8 +158,8 @@ def upsert_demand(conn: psycopg.Connection, customer_id: str, external_ref: str,
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
+    if isinstance(value, datetime):  # in UTC: the same instant sent with another offset is no change
+        return value.astimezone(UTC).isoformat()
     if isinstance(value, str) and value.startswith("{"):
         return json.loads(value)
     return value

@@ -82,6 +82,26 @@ def cmd_crm_webhooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_crm_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import psycopg
+
+    from crm_link.bulk_import import import_file
+
+    path = Path(args.file)
+    fmt = args.format or ("jsonl" if path.suffix.lower() in (".jsonl", ".ndjson", ".json") else "csv")
+    with psycopg.connect(_database_url()) as conn:
+        report = import_file(conn, path, fmt, args.customer,
+                             lambda n: print(f"\rrecords: {n}", end="", file=sys.stderr, flush=True))
+    print(file=sys.stderr)
+    for error in report.errors:
+        print(error, file=sys.stderr)
+    print(f"created {report.created}, updated or unchanged {report.updated_or_unchanged}, "
+          f"refused {len(report.errors)}", file=sys.stderr)
+    return 1 if report.errors else 0
+
+
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -221,6 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
     crm_sub = crm.add_subparsers(dest="crm_command", required=True, metavar="COMMAND")
     add("run", cmd_crm_run, "correlate observations and fixes with demand records", crm_sub)
     add("webhooks", cmd_crm_webhooks, "send queued webhook deliveries (also runs inside crm run)", crm_sub)
+    p = add("import", cmd_crm_import, "import demand records from CSV or JSON lines (bad rows reported, "
+            "good rows committed; exit 1 when any row was refused)", crm_sub)
+    p.add_argument("file", help="the file (columns and fields: docs/crm.md)")
+    p.add_argument("--customer", help="owner of rows without a customer_id column (and the only one allowed)")
+    p.add_argument("--format", choices=("csv", "jsonl"), help="default: from the file name (.jsonl: JSON lines)")
 
     db = sub.add_parser("db", help="database administration", description="database administration")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
