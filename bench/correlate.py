@@ -1,0 +1,105 @@
+"""Correlator throughput: committed observations and fixes applied per second by one `process_pending`.
+
+    python -m bench.correlate [--events 10000] [--database postgresql://postgres@127.0.0.1:5432/postgres]
+
+Observations: cargo read out at 10 doors of a warehouse, a read every 0.3 s, against 200 open demands
+of 50 items; 20 tagged trucks whose tags are not read and whose fixes put them all in the yard, so
+every read also asks which vehicle is at the door (tag, dock assignment, fixes) and finds no answer.
+Fixes: 100 shipments in transit on a 29 km planned route, a fix every 10 s each, so every fix runs
+the route watch (corridor, stop, ETA, lateness). Each in a database of its own, analysed before the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from bench.eta import LONG_ROUTE
+from bench.ingest import fresh_database
+from crm_link.correlate import process_pending
+from crm_link.demands import DemandRecord, upsert_demand
+from crm_link.directory import upsert_customer, upsert_site, upsert_vehicle
+
+T0 = datetime(2026, 11, 2, 8, tzinfo=UTC)
+ROUTE = {"type": "LineString", "coordinates": [(lon, lat) for lat, lon in LONG_ROUTE]}
+
+
+def _world(conn: psycopg.Connection, vehicles: int, tagged: bool) -> None:
+    upsert_customer(conn, "acme", "ACME")
+    upsert_site(conn, "wh", "Warehouse", *LONG_ROUTE[0], 300, doors=[f"d{i}" for i in range(10)])
+    upsert_site(conn, "dc", "DC", *LONG_ROUTE[-1], 300, doors=["d1"])
+    for v in range(vehicles):
+        upsert_vehicle(conn, f"T{v}", tag_epc_uri=f"urn:epc:id:giai:0614141.{v}" if tagged else None)
+
+
+def observations(conn: psycopg.Connection, events: int) -> None:
+    _world(conn, 20, tagged=True)
+    for d in range(200):
+        upsert_demand(conn, "acme", f"SO-{d}", DemandRecord.model_validate({
+            "origin_site_id": "wh", "destination": {"site_id": "dc"}, "vehicle_id": f"T{d % 20}",
+            "items": [{"epc_uri": f"urn:epc:id:sgtin:0614141.812345.{d * 100 + i}"} for i in range(50)]}))
+    minutes = events * 0.3 / 60 + 2  # a fix a minute of each truck, in the yard, for as long as the reads last
+    parked = [(i, T0 + timedelta(minutes=i // 20 - 1), f"T{i % 20}", *LONG_ROUTE[0]) for i in range(int(20 * minutes))]
+    reads = [(i, T0 + timedelta(seconds=i * 0.3), f"urn:epc:id:sgtin:0614141.812345.{(i % 200) * 100 + i // 200 % 50}",
+              f"wh/d{i % 10}") for i in range(events)]
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO positions (gateway_id, seq, ts, vehicle_id, lat, lon, speed_kmh) "
+                        "VALUES ('truck', %s, %s, %s, %s, %s, 0)", parked)
+        conn.commit()
+        process_pending(conn)
+        cur.executemany("INSERT INTO tag_observations (gateway_id, seq, ts, epc, epc_uri, read_point, reader, antenna, "
+                        "rssi_dbm, reads, first_seen, direction) "
+                        "VALUES ('gw', %s, %s, 'AA', %s, %s, 'r', 1, -50, 5, %s, 'out')",
+                        [(seq, ts, epc, rp, ts) for seq, ts, epc, rp in reads])
+
+
+def fixes(conn: psycopg.Connection, events: int) -> None:
+    _world(conn, 100, tagged=False)
+    for v in range(100):
+        upsert_demand(conn, "acme", f"SO-{v}", DemandRecord.model_validate({
+            "origin_site_id": "wh", "destination": {"site_id": "dc"}, "vehicle_id": f"T{v}", "planned_route": ROUTE,
+            "delivery_to": T0 + timedelta(hours=1), "items": [{"epc_uri": f"urn:epc:id:sgtin:0614141.812345.{v}"}]}))
+    conn.execute("UPDATE demands SET status = 'in_transit', status_at = %s", (T0,))
+    (lat0, lon0), (lat1, lon1) = LONG_ROUTE[1], LONG_ROUTE[2]
+    rows = []
+    for i in range(events):
+        f = i // 100 / max(events // 100, 1)
+        rows.append((i, T0 + timedelta(seconds=10 * (i // 100)), f"T{i % 100}", lat0 + f * (lat1 - lat0),
+                     lon0 + f * (lon1 - lon0)))
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO positions (gateway_id, seq, ts, vehicle_id, lat, lon, speed_kmh) "
+                        "VALUES ('truck', %s, %s, %s, %s, %s, 50)", rows)
+
+
+def measure(admin: str, setup: Callable[[psycopg.Connection, int], None], events: int) -> float:
+    """Events applied per second by process_pending, in a fresh database (dropped afterwards)."""
+    url = fresh_database(admin)
+    try:
+        with psycopg.connect(url) as conn:
+            setup(conn, events)
+            conn.commit()
+            conn.execute("ANALYZE")
+            conn.commit()
+            started = time.perf_counter()
+            process_pending(conn)
+            return events / (time.perf_counter() - started)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{url.rsplit("/", 1)[1]}"')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--database", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--events", type=int, default=10_000)
+    args = parser.parse_args()
+    for name, setup in (("observations", observations), ("fixes", fixes)):
+        print(f"{name}: {measure(args.database, setup, args.events):.0f}/s")
+
+
+if __name__ == "__main__":
+    main()
