@@ -20,7 +20,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as seen
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from crm_link.correlate import process_pending
 from device_drivers import epc
@@ -74,6 +74,13 @@ def sign_in(browser: webdriver.Chrome, key: str) -> None:
 
 def text_of(browser: webdriver.Chrome, element_id: str, expected: str) -> None:
     WebDriverWait(browser, WAIT_S).until(seen.text_to_be_present_in_element((By.ID, element_id), expected))
+
+
+def with_note(browser: webdriver.Chrome, action: str, note: str) -> None:
+    browser.find_element(By.CSS_SELECTOR, f'button[data-action="{action}"]').click()
+    WebDriverWait(browser, WAIT_S).until(seen.alert_is_present())
+    browser.switch_to.alert.send_keys(note)
+    browser.switch_to.alert.accept()
 
 
 def only_local_requests(browser: webdriver.Chrome, server: ApiServer) -> None:
@@ -158,11 +165,7 @@ def test_the_console_lists_exceptions_and_acknowledges_one_live(
     assert {row.get_attribute("data-vehicle") for row in browser.find_elements(By.CSS_SELECTOR, "#vehicles tr")} == {
         "TRK-A", "TRK-G"}
     assert browser.execute_script("return document.querySelectorAll('path.leaflet-interactive').length") >= 4
-    browser.find_element(By.CSS_SELECTOR, f'button[data-action="acknowledge-{acme}"]').click()
-    WebDriverWait(browser, WAIT_S).until(seen.alert_is_present())
-    alert = browser.switch_to.alert
-    alert.send_keys("driver called")
-    alert.accept()
+    with_note(browser, f"acknowledge-{acme}", "driver called")
     WebDriverWait(browser, WAIT_S).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#queue tr")) == 1)
     with psycopg.connect(world.db_url) as conn:
         assert conn.execute("SELECT state, note FROM exceptions WHERE id = %s", (acme,)).fetchone() == (
@@ -183,6 +186,14 @@ def test_the_console_lists_exceptions_and_acknowledges_one_live(
     assert browser.execute_script("const p = markers.get('TRK-A').getLatLng(); return [p.lat, p.lng]") == [
         31.27, 121.52]
     browser.save_screenshot(str(artifacts / "console.png"))
+
+    Select(browser.find_element(By.ID, "state")).select_by_value("acknowledged")
+    WebDriverWait(browser, WAIT_S).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#queue tr")) == 1)
+    with_note(browser, f"resolve-{acme}", "arrived 40 min late, customer told")
+    WebDriverWait(browser, WAIT_S).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#queue tr")) == 0)
+    with psycopg.connect(world.db_url) as conn:
+        assert conn.execute("SELECT state, note FROM exceptions WHERE id = %s", (acme,)).fetchone() == (
+            "resolved", "arrived 40 min late, customer told")
     only_local_requests(browser, server)
 
 
