@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from fastapi.encoders import jsonable_encoder
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
@@ -197,4 +198,5 @@ def _exception_changes(conn: psycopg.Connection, exception_ids: set[int]) -> lis
 
 
 def _sse(change: Change) -> dict[str, str]:
-    return {"event": change.event, "data": json.dumps(change.data, default=str)}
+    # Encoded as the JSON responses are (ISO 8601 with a "T"), so a page compares them alike.
+    return {"event": change.event, "data": json.dumps(jsonable_encoder(change.data))}
