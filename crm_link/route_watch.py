@@ -125,9 +125,11 @@ def on_fix(cur: psycopg.Cursor, demand: dict[str, Any], fix: dict[str, Any], t: 
         if stopped_s >= t.stop_min_s and not _at_a_planned_place(demand, watch["stop_lat"], watch["stop_lon"]):
             evidence = {"since": watch["stopped_since"], "lat": watch["stop_lat"], "lon": watch["stop_lon"],
                         "position_id": fix["id"]}
-            site = _other_site(cur, demand, watch["stop_lat"], watch["stop_lon"])
-            kind = "unplanned_stop" if site is None else "wrong_destination"
-            changed |= open_exception(cur, kind, demand["id"], vehicle, at, {**evidence, "site": site})
+            if (site := _other_site(cur, demand, watch["stop_lat"], watch["stop_lon"])) is None:
+                changed |= open_exception(cur, "unplanned_stop", demand["id"], vehicle, at, evidence)
+            else:
+                evidence["site"] = site
+                changed |= open_exception(cur, "wrong_destination", demand["id"], vehicle, at, evidence)
     elif watch["stopped_since"] is None or great_circle_m(watch["stop_lat"], watch["stop_lon"], lat, lon) > MOVED_M:
         watch.update(stopped_since=None, stop_lat=None, stop_lon=None)
         cleared["unplanned_stop"] = "moving again"

@@ -97,6 +97,7 @@ def test_standing_still_away_from_the_sites_is_an_unplanned_stop(conn: psycopg.C
     for minute in range(8, 14):  # five minutes parked mid-route
         fix(conn, along(0.5), T0 + timedelta(minutes=minute), speed_kmh=0)
     assert exceptions_of(conn, demand_id) == [("unplanned_stop", "open")]
+    assert evidence(conn, demand_id, "unplanned_stop").keys() == {"since", "lat", "lon", "position_id"}
     assert evidence(conn, demand_id, "unplanned_stop")["since"].startswith("2026-11-02 08:08")
     fix(conn, along(0.55), T0 + timedelta(minutes=15), speed_kmh=50)
     assert exceptions_of(conn, demand_id) == [("unplanned_stop", "resolved")]
