@@ -291,3 +291,13 @@ def test_any_other_text_is_refused(text: str) -> None:
 def test_retry_after_never_raises(value: str | None) -> None:
     seconds = retry_after(value, webhooks.datetime.now(webhooks.UTC))
     assert seconds is None or seconds >= 0
+
+
+def test_resolved_through_the_api_queues_under_row_level_security(world: World, client: TestClient,
+                                                                   receiver: Receiver) -> None:
+    subscribe(world, client, receiver.url)
+    r = world.call(client, "POST", f"/v1/exceptions/{world.exception_ids['acme']}/resolve", "dispatcher", json={})
+    assert r.status_code == 200, r.text
+    with psycopg.connect(world.db_url) as conn:
+        assert conn.execute("SELECT event_type, payload->'data'->>'state' FROM webhook_deliveries").fetchall() == [
+            ("exception.resolved", "resolved")]
