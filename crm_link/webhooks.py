@@ -62,12 +62,12 @@ def check_url(url: str, settings: Settings) -> None:
         infos = socket.getaddrinfo(parts.hostname, port or 443, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise UnsafeURL(f"the host does not resolve: {exc}") from None
-    allowed = [ipaddress.ip_network(n, strict=False) for n in settings.webhook_allowed_networks]
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
             address = address.ipv4_mapped
-        if address.is_global or settings.webhook_allow_private or any(address in n for n in allowed):
+        allowed = settings.webhook_allow_private or any(address in n for n in settings.webhook_allowed_networks)
+        if address.is_global or allowed:
             continue
         raise UnsafeURL(f"the host resolves to the non-public address {address}")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, IPvAnyNetwork
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LISTEN = r"^[0-9a-zA-Z.:-]+:[0-9]{1,5}$"  # host:port
@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     # Webhook URLs resolving to private, loopback or link-local addresses are refused (SSRF) unless
     # allowed here: all of them, or the listed networks (JSON list, e.g. ["10.20.0.0/16"]).
     webhook_allow_private: bool = False
-    webhook_allowed_networks: list[str] = Field(default_factory=list)
+    webhook_allowed_networks: list[IPvAnyNetwork] = Field(default_factory=list)
     webhook_timeout_s: float = 10.0
     webhook_poll_seconds: float = 1.0
 
