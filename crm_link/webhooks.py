@@ -35,7 +35,7 @@ EVENT_TYPES = ("shipment.status_changed", "shipment.eta_changed", "exception.ope
 RETRY_DELAYS_S: tuple[float, ...] = (5, 30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600,
                                      12 * 3600, 12 * 3600, 12 * 3600, 12 * 3600, 12 * 3600)
 MAX_RETRY_AFTER_S = 24 * 3600
-LEASE_S = 300
+BATCH = 10
 
 
 class UnsafeURL(ValueError):
@@ -110,10 +110,13 @@ class Sender:
     def close(self) -> None:
         self.client.close()
 
-    def send_due(self, conn: psycopg.Connection, limit: int = 50) -> int:
+    def send_due(self, conn: psycopg.Connection, limit: int = BATCH) -> int:
         """Send the deliveries due now; returns how many were attempted."""
+        # The lease outlasts the batch even if every request runs into its connect, write and read
+        # timeouts, so no other worker takes over a delivery this one is still sending.
+        lease_s = limit * 3 * self.settings.webhook_timeout_s + 60
         with conn.transaction():
-            claimed = conn.execute(_CLAIM, (LEASE_S, limit)).fetchall()
+            claimed = conn.execute(_CLAIM, (lease_s, limit)).fetchall()
         for delivery_id, webhook_id, payload, attempts, sub_id, url, secret, active in claimed:
             outcome = self._send(webhook_id, payload, url, secret) if active else Outcome(None, "subscription disabled")
             with conn.transaction():
