@@ -13,6 +13,7 @@ import pytest
 from crm_link.correlate import process_pending
 from crm_link.demands import upsert_demand
 from crm_link.directory import upsert_vehicle
+from tests.test_api_tenancy import as_api
 from tests.test_crm_exceptions import DOOR, OUR_TRUCK_TAG, opened
 from tests.test_crm_status import ITEMS, T0, WAREHOUSE, demand, observe, world
 
@@ -81,3 +82,16 @@ def test_the_planned_truck_assigned_to_the_door_is_no_misload(conn: psycopg.Conn
     parked(conn, "TRK-007", T0 - timedelta(minutes=2))  # in the yard, but the assignment is trusted more
     load(conn, T0)
     assert opened(conn, "misload") == []
+
+
+def test_dock_assignments_are_for_staff_only(conn: psycopg.Connection) -> None:
+    assign(conn, "TRK-007", T0)
+    counts = {}
+    for role in ("customer", "dispatcher"):
+        with conn.transaction(force_rollback=True):
+            as_api(conn, role, "acme")
+            counts[role] = conn.execute("SELECT count(*) FROM dock_assignments").fetchone()[0]
+    assert counts == {"customer": 0, "dispatcher": 1}
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+        as_api(conn, "customer", "acme")
+        assign(conn, "TRK-042", T0)

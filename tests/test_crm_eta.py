@@ -12,7 +12,9 @@ import pytest
 
 from bench import eta as bench_eta
 from crm_link.demands import upsert_demand
+from crm_link.directory import upsert_customer
 from crm_link.route_watch import great_circle_m
+from tests.test_api_tenancy import as_api
 from tests.test_crm_route_exceptions import along, fix, in_transit
 from tests.test_crm_status import CUSTOMER_SITE, ITEMS, T0, demand, observe, world
 
@@ -79,3 +81,16 @@ def test_a_jam_is_flagged_late_well_before_the_window_is_breached(db_url: str) -
     trip = bench_eta.trips()[3]
     result = bench_eta.run(db_url, trip, period_s=30)
     assert result["late_opened_min_before_breach"] >= 30
+
+
+def test_a_customer_sees_only_its_own_eta_history(conn: psycopg.Connection) -> None:
+    upsert_customer(conn, "globex", "Globex")
+    demand_id = in_transit(conn)
+    conn.commit()
+    seen = {}
+    for customer in ("acme", "globex"):
+        with conn.transaction(force_rollback=True):
+            as_api(conn, "customer", customer)
+            seen[customer] = conn.execute("SELECT count(*) FROM eta_history WHERE demand_id = %s",
+                                          (demand_id,)).fetchone()[0]
+    assert seen == {"acme": 1, "globex": 0}

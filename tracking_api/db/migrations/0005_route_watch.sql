@@ -42,8 +42,8 @@ CREATE TABLE dock_assignments (
 );
 CREATE INDEX dock_assignments_door ON dock_assignments (site_id, door_id, valid_from DESC);
 
--- Row-level security (0004): route_watch and eta_history are owned through the demand; dock
--- assignments are staff only.
+-- Row-level security (0004): route_watch and eta_history are owned through the demand (probed with
+-- EXISTS, as in 0004); dock assignments are staff only.
 DO $$
 DECLARE
     t text;
@@ -52,7 +52,9 @@ BEGIN
         EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', t);
         EXECUTE format('CREATE POLICY owner_all ON %I TO %I USING (true) WITH CHECK (true)', t, current_user);
     END LOOP;
-    CREATE POLICY tenant ON route_watch USING (cargotrace_staff() OR demand_id IN (SELECT id FROM demands));
-    CREATE POLICY tenant ON eta_history USING (cargotrace_staff() OR demand_id IN (SELECT id FROM demands));
+    CREATE POLICY tenant ON route_watch
+        USING (cargotrace_staff() OR EXISTS (SELECT 1 FROM demands d WHERE d.id = demand_id));
+    CREATE POLICY tenant ON eta_history
+        USING (cargotrace_staff() OR EXISTS (SELECT 1 FROM demands d WHERE d.id = demand_id));
     CREATE POLICY tenant ON dock_assignments USING (cargotrace_staff());
 END $$;
