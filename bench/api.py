@@ -37,7 +37,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from bench.ingest import messages, publisher
+from bench.ingest import EVENTS_PER_MESSAGE, messages, publisher
 from gateway.contract import topic
 from tracking_api.db.migrate import migrate
 from tracking_api.embedded import free_port, wait_for_port
@@ -136,15 +136,15 @@ class Ingest:
         self.thread.start()
 
     def _publish(self) -> None:
-        client, gateway, per_message = publisher(self.broker), f"bench-api-{uuid.uuid4().hex[:6]}", 100
+        client, gateway = publisher(self.broker), f"bench-api-{uuid.uuid4().hex[:6]}"
         start = time.perf_counter()
         while not self.stop.is_set():
             due = start + self.sent / self.rate
             if (wait := due - time.perf_counter()) > 0:
                 time.sleep(wait)
-            for payload in messages(gateway, self.sent + 1, per_message, per_message):
+            for payload in messages(gateway, self.sent + 1, EVENTS_PER_MESSAGE):  # one message
                 client.publish(topic(gateway, "gps"), payload, qos=1)
-            self.sent += per_message
+            self.sent += EVENTS_PER_MESSAGE
         client.loop_stop()
 
     def close(self) -> None:

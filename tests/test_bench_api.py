@@ -17,4 +17,4 @@ def test_the_api_benchmark_completes_and_reports_each_path() -> None:
     for label in ("(a) GET /v1/shipments/{ref}", "(b) GET /healthz", "(c) shipment query via psycopg"):
         assert re.search(re.escape(label) + r".*n=\s+100\s+p50\s+[\d.]+ ms.*p99\s+[\d.]+ ms", out.stdout), out.stdout
     assert re.search(r"ratios p99: a/b [\d.]+\s+a/c [\d.]+", out.stdout)
-    assert re.search(r"ingest published [\d,]+ events", out.stdout)
+    assert re.search(r"ingest published [1-9][\d,]* events", out.stdout), out.stderr[-3000:]  # the publisher ran
