@@ -145,13 +145,19 @@ def test_the_kpi_endpoints(world: World) -> None:
         assert [p["satisfaction"] for p in answer["satisfaction_trend"]] == [None, None, None]  # nothing before
         body = answer["kpis"]
         assert (body["shipments"], body["exceptions_per_100"], body["exceptions_late"]) == (1, 100, 100)
-        csv = world.call(client, "GET", "/v1/customers/acme/kpis", "acme", params={**now, "fmt": "csv"})
+        csv = world.call(client, "GET", "/v1/customers/acme/kpis", "acme", params={**now, "format": "csv"})
         assert csv.headers["content-type"].startswith("text/csv")
         assert pd.read_csv(io.StringIO(csv.text)).loc[0, "exceptions_per_100"] == body["exceptions_per_100"]
+        by_accept = client.get("/v1/customers/acme/kpis", params=now,
+                               headers={**world.headers("acme"), "Accept": "text/csv"})
+        assert by_accept.headers["content-type"].startswith("text/csv") and by_accept.text == csv.text
         assert world.call(client, "GET", "/v1/customers/globex/kpis", "acme", params=now).status_code == 404
         classes = world.call(client, "GET", "/v1/customers/abc", "crm", params=now).json()["customers"]
         assert {c["customer_id"]: c["class"] for c in classes} == {"acme": "A", "globex": "A"}
         assert world.call(client, "GET", "/v1/customers/abc", "acme").status_code == 403
+    with TestClient(create_app(Settings(database_url=world.db_url, abc_a=0.5))) as client:  # thresholds from settings
+        classes = world.call(client, "GET", "/v1/customers/abc", "crm", params=now).json()["customers"]
+        assert {c["customer_id"]: c["class"] for c in classes} == {"acme": "A", "globex": "B"}
         assert world.call(client, "GET", "/v1/customers/at-risk", "dispatcher").json() == {"customers": []}
         record = world.call(client, "GET", "/v1/customers/acme", "acme").json()
         assert set(record) == {"basic", "inquiries_and_feedback", "logistics_demand", "demand_changes"}

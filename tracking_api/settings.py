@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     crm_metrics_listen: str | None = Field(None, pattern=LISTEN)
     api_metrics_listen: str | None = Field(None, pattern=LISTEN)
     geofence_default_radius_m: float = 300.0
+    # ABC classes: A while the bigger customers hold less than abc_a of the volume, B below abc_b, else C.
+    abc_a: float = Field(0.80, gt=0, le=1)
+    abc_b: float = Field(0.95, gt=0, le=1)
 
 
 @lru_cache

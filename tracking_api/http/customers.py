@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 import pandas as pd
 import psycopg
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 from psycopg.rows import dict_row
 from pydantic import AwareDatetime
@@ -21,7 +21,9 @@ from tracking_api.keys import Principal
 
 router = APIRouter(tags=["customers"])
 CustomerPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
-Format = Annotated[Literal["json", "csv"], Query(description="csv: the same numbers as a table")]
+Format = Annotated[Literal["json", "csv"] | None,
+                  Query(alias="format", description="csv: the same numbers as a table; also Accept: text/csv")]
+Accept = Annotated[str, Header()]
 staff = require("dispatcher", "integration", "admin")
 anyone = require("customer", "dispatcher", "integration", "admin")
 MAX_PERIOD = timedelta(days=3 * 366)
@@ -42,8 +44,12 @@ def own(who: Principal, customer_id: str) -> None:
         raise HTTPException(404, "no such customer")  # as for an unknown id: existence is not confirmed
 
 
-def table(frame: pd.DataFrame, fmt: str, name: str, key: str) -> Any:
-    if fmt == "csv":
+def wants_csv(fmt: str | None, accept: str) -> bool:
+    return fmt == "csv" if fmt else "text/csv" in accept
+
+
+def table(frame: pd.DataFrame, csv: bool, name: str, key: str) -> Any:
+    if csv:
         out = io.StringIO()
         frame.to_csv(out, index_label="customer_id")
         return Response(out.getvalue(), media_type="text/csv",
@@ -57,29 +63,32 @@ To = Annotated[AwareDatetime | None, Query(alias="to")]
 
 
 @router.get("/v1/customers/abc")
-def abc_classes(start: From = None, end: To = None, fmt: Format = "json", who: Principal = Depends(staff),
-                c: psycopg.Connection = Depends(db_read)) -> Any:
+def abc_classes(request: Request, start: From = None, end: To = None, fmt: Format = None, accept: Accept = "",
+                who: Principal = Depends(staff), c: psycopg.Connection = Depends(db_read)) -> Any:
     """Pareto classes by shipment volume in the period (A: top 80 %, B: next 15 %, C: the rest)."""
     volume = kpis.kpis(c, *period(start, end))["shipments"].astype(int)
-    return table(kpis.abc(volume), fmt, "abc", "customers")
+    settings = request.app.state.settings
+    classes = kpis.abc(volume, kpis.AbcThresholds(settings.abc_a, max(settings.abc_a, settings.abc_b)))
+    return table(classes, wants_csv(fmt, accept), "abc", "customers")
 
 
 @router.get("/v1/customers/at-risk")
 def at_risk(start: From = None, end: To = None, periods: Annotated[int, Query(ge=1, le=12)] = 3,
-            drop: Annotated[float, Query(gt=0, le=1)] = 0.3, fmt: Format = "json", who: Principal = Depends(staff),
-            c: psycopg.Connection = Depends(db_read)) -> Any:
+            drop: Annotated[float, Query(gt=0, le=1)] = 0.3, fmt: Format = None, accept: Accept = "",
+            who: Principal = Depends(staff), c: psycopg.Connection = Depends(db_read)) -> Any:
     """Churn signal: volume this period against the mean of the `periods` before it of the same length."""
     start, end = period(start, end)
     length = end - start
     current = kpis.kpis(c, start, end)["shipments"].astype(float)
     previous = pd.DataFrame({i: kpis.kpis(c, start - i * length, end - i * length)["shipments"].astype(float)
                              for i in range(1, periods + 1)})
-    return table(kpis.churn_risk(current, previous, drop), fmt, "at-risk", "customers")
+    return table(kpis.churn_risk(current, previous, drop), wants_csv(fmt, accept), "at-risk", "customers")
 
 
 @router.get("/v1/customers/{customer_id}/kpis")
-def customer_kpis(customer_id: CustomerPath, start: From = None, end: To = None, fmt: Format = "json",
-                  who: Principal = Depends(anyone), c: psycopg.Connection = Depends(db_read)) -> Any:
+def customer_kpis(customer_id: CustomerPath, start: From = None, end: To = None, fmt: Format = None,
+                  accept: Accept = "", who: Principal = Depends(anyone),
+                  c: psycopg.Connection = Depends(db_read)) -> Any:
     own(who, customer_id)
     start, end = period(start, end)
     frame = kpis.kpis(c, start, end, customer_id)
@@ -87,8 +96,8 @@ def customer_kpis(customer_id: CustomerPath, start: From = None, end: To = None,
         raise HTTPException(404, "no such customer")
     level = c.execute("SELECT service_level FROM customers WHERE id = %s", (customer_id,)).fetchone()[0]
     frame["satisfaction"] = [kpis.satisfaction(row, level) for row in frame.to_dict("records")]
-    if fmt == "csv":
-        return table(frame, fmt, f"kpis-{customer_id}", "kpis")
+    if wants_csv(fmt, accept):
+        return table(frame, True, f"kpis-{customer_id}", "kpis")
     length = end - start
     trend = [{"from": start - i * length, "to": end - i * length, "satisfaction": kpis.satisfaction(
         kpis.kpis(c, start - i * length, end - i * length, customer_id).iloc[0].to_dict(), level)}
