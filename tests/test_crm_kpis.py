@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from xml.etree import ElementTree
 
 import pandas as pd
 import psycopg
@@ -152,6 +153,13 @@ def test_the_kpi_endpoints(world: World) -> None:
                                headers={**world.headers("acme"), "Accept": "text/csv"})
         assert by_accept.headers["content-type"].startswith("text/csv") and by_accept.text == csv.text
         assert world.call(client, "GET", "/v1/customers/globex/kpis", "acme", params=now).status_code == 404
+        chart = world.call(client, "GET", "/v1/customers/acme/kpis/exceptions_per_100.svg", "acme",
+                           params={**now, "periods": 4})
+        assert chart.headers["content-type"].startswith("image/svg+xml")
+        rects = ElementTree.fromstring(chart.text).iter("{http://www.w3.org/2000/svg}rect")
+        bars = [float(r.get("height", "nan")) for r in rects]
+        assert len(bars) == 4 and bars[:3] == [0, 0, 0] and bars[3] > 0  # only the last period has a shipment
+        assert world.call(client, "GET", "/v1/customers/globex/kpis/fulfilment.svg", "acme").status_code == 404
         classes = world.call(client, "GET", "/v1/customers/abc", "crm", params=now).json()["customers"]
         assert {c["customer_id"]: c["class"] for c in classes} == {"acme": "A", "globex": "A"}
         assert world.call(client, "GET", "/v1/customers/abc", "acme").status_code == 403

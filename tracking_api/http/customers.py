@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from psycopg.rows import dict_row
 from pydantic import AwareDatetime
 
-from crm_link import kpis
+from crm_link import kpi_chart, kpis
 from tracking_api.http.auth import require
 from tracking_api.http.deps import db_read
 from tracking_api.keys import Principal
@@ -105,6 +105,22 @@ def customer_kpis(customer_id: CustomerPath, start: From = None, end: To = None,
     return {"customer_id": customer_id, "from": start, "to": end,
             "kpis": frame.astype(object).where(frame.notna(), None).iloc[0].to_dict(),
             "satisfaction_trend": trend}
+
+
+@router.get("/v1/customers/{customer_id}/kpis/{kpi}.svg", response_class=Response)
+def kpi_chart_svg(customer_id: CustomerPath, kpi: Literal[kpis.KPI_COLUMNS], start: From = None, end: To = None,
+                  periods: Annotated[int, Query(ge=1, le=24)] = 6, who: Principal = Depends(anyone),
+                  c: psycopg.Connection = Depends(db_read)) -> Response:
+    """One KPI over `periods` consecutive periods of the same length, the last being [from, to)."""
+    own(who, customer_id)
+    start, end = period(start, end)
+    length = end - start
+    frames = [(start - i * length, kpis.kpis(c, start - i * length, end - i * length, customer_id))
+              for i in range(periods - 1, -1, -1)]
+    if frames[-1][1].empty:
+        raise HTTPException(404, "no such customer")
+    points = [(since.date().isoformat(), frame.iloc[0][kpi]) for since, frame in frames]
+    return Response(kpi_chart.svg(f"{customer_id}: {kpi}", points), media_type="image/svg+xml")
 
 
 @router.get("/v1/customers/{customer_id}")
