@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from crm_link.correlate import process_pending
 from crm_link.directory import upsert_customer, upsert_site, upsert_vehicle
+from tests.api_world import build
 from tracking_api.http.app import create_app
 from tracking_api.keys import create_key, revoke_key
 from tracking_api.settings import Settings
@@ -183,3 +184,18 @@ def test_an_expired_key_is_401(api: Api) -> None:
                      (api.keys["dispatcher"].split("_")[1],))
     assert api.call("GET", "/v1/vehicles/TRK-042/position", "dispatcher").status_code == 401
     assert api.call("GET", "/v1/vehicles/TRK-042/position", "admin").status_code == 200
+
+
+def test_a_revoked_key_stops_working_once_its_cached_verification_ends(db_url: str) -> None:
+    world = build(db_url)
+    key = world.keys["acme"]
+    for cache_s, after_revocation in ((3600.0, 200), (0.0, 401)):
+        with TestClient(create_app(Settings(database_url=db_url, api_key_cache_seconds=cache_s))) as client:
+            assert world.call(client, "GET", "/v1/shipments/SO-A1", "acme").status_code == 200
+            with psycopg.connect(db_url) as conn:
+                conn.execute("UPDATE api_keys SET revoked_at = now() WHERE prefix = %s", (key.split("_")[1],))
+            assert world.call(client, "GET", "/v1/shipments/SO-A1", "acme").status_code == after_revocation
+            with psycopg.connect(db_url) as conn:
+                conn.execute("UPDATE api_keys SET revoked_at = NULL")
+        with TestClient(create_app(Settings(database_url=db_url, api_key_cache_seconds=cache_s))) as fresh:
+            assert world.call(fresh, "GET", "/v1/shipments/SO-A1", "acme").status_code == 200

@@ -28,7 +28,9 @@ class Settings(BaseSettings):
     api_database_url: str | None = None
     # A read replica for the API's read endpoints (shipments, trails, positions); writes stay on the primary.
     read_database_url: str | None = None
-    api_pool_size: int = 10
+    api_pool_size: int = 20
+    # A verified key is trusted this long without a lookup: revocation takes effect within it. 0: every request.
+    api_key_cache_seconds: float = 5.0
     # Per API key, per API process (a fixed window); 0 disables.
     api_rate_limit_per_minute: int = 600
     share_link_days: int = Field(14, ge=1, le=365, description="validity of a shipment's share link")

@@ -15,7 +15,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from gateway.metrics import serve
 from tracking_api.http import customers, demands, dispatch, epcis, feedback, pages, problems, shipments, webhooks
-from tracking_api.http.auth import RateLimit
+from tracking_api.http.auth import KeyCache, RateLimit
 from tracking_api.http.deps import Admission, open_pool
 from tracking_api.http.live import Live
 from tracking_api.http.metrics import RequestMetrics, RequestStats
@@ -50,6 +50,7 @@ def create_app(settings: Settings) -> FastAPI:
                               "problem details. Lists page with a cursor: pass `next_after` back as `after`.")
     app.state.settings = settings
     app.state.rate_limit = RateLimit(settings.api_rate_limit_per_minute)
+    app.state.key_cache = KeyCache(settings.api_key_cache_seconds)
     stats = RequestStats()
     # One connection stays free for the live-update reader and health checks.
     app.add_middleware(Admission, slots=settings.api_pool_size - 1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import time
 from collections.abc import Callable
 
@@ -30,11 +32,44 @@ class RateLimit:
                                 headers={"Retry-After": str(max(1, int(reset - time.time())))})
 
 
+class KeyCache:
+    """Keys verified in the last `seconds`, so a busy client costs one lookup per period, not one per
+    request. Entries are keyed by a hash of the whole key (the secret never sits in memory as a key),
+    and only successes are kept: a revoked or expired key stops working within `seconds`."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.entries: dict[bytes, tuple[Principal, float]] = {}
+        self.lock = threading.Lock()
+
+    def get(self, key: str, lookup: Callable[[], Principal | None]) -> Principal | None:
+        if self.seconds <= 0:
+            return lookup()
+        digest, now = hashlib.sha256(key.encode()).digest(), time.monotonic()
+        with self.lock:
+            cached = self.entries.get(digest)
+        if cached and cached[1] > now:
+            return cached[0]
+        found = lookup()
+        if found is not None:
+            with self.lock:
+                if len(self.entries) >= self.MAX_ENTRIES:
+                    self.entries.clear()
+                self.entries[digest] = (found, now + self.seconds)
+        return found
+
+
 def principal(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
     if credentials is None:
         raise HTTPException(401, "an API key is required: Authorization: Bearer <key>")
-    with request.app.state.pool.connection() as conn:
-        found = authenticate(conn, credentials.credentials)
+
+    def lookup() -> Principal | None:
+        with request.app.state.pool.connection() as conn:
+            return authenticate(conn, credentials.credentials)
+
+    found = request.app.state.key_cache.get(credentials.credentials, lookup)
     if found is None:
         raise HTTPException(401, "invalid, revoked or expired API key")
     request.app.state.rate_limit.check(found.prefix)
