@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from crm_link.correlate import consumer, process_pending
 from device_drivers import epc
-from gateway.contract import GPS_SCHEMA, RFID_SCHEMA, batch, topic
+from gateway.contract import GPS_SCHEMA, RFID_SCHEMA, batch, iso_ms, topic
 from tests.api_world import World
 from tests.helpers import ApiServer
 from tests.test_ingest_worker import Publisher, gps_event, rfid_event, running, worker_settings
@@ -124,17 +125,23 @@ def test_the_tracking_page_follows_a_status_change_made_through_ingest(
                 "WHERE k.consumer = %s AND t.gateway_id = %s AND t.seq = %s",
                 (consumer(table), gateway_id, event["seq"])).fetchone()[0])
 
-        through_ingest("rfid", RFID_SCHEMA, rfid_event(1, epc.encode(world.epc["acme"])), "tag_observations")
+        # Times of now, after the world's own fix of the truck (a minute ago, outside the warehouse): read in
+        # time order, an older pallet read would be followed by that fix and go straight to in transit.
+        read_at = datetime.now(UTC)
+        through_ingest("rfid", RFID_SCHEMA, rfid_event(1, epc.encode(world.epc["acme"]), first_seen=iso_ms(read_at),
+                                                       last_seen=iso_ms(read_at)), "tag_observations")
         text_of(browser, "progress", "1/1 pallets loaded")  # no reload: the stream brought it
         assert current_step() == "loaded"
         assert "loaded" in browser.find_element(By.ID, "timeline").text
         browser.save_screenshot(str(artifacts / "tracking-loaded.png"))
 
         # the truck leaves the warehouse: in transit, and from then on its fixes draw the trail live
-        through_ingest("gps", GPS_SCHEMA, gps_event(2, vehicle="TRK-A", lat=31.26, lon=121.50), "positions")
+        through_ingest("gps", GPS_SCHEMA, gps_event(2, vehicle="TRK-A", lat=31.26, lon=121.50,
+                                                     ts=iso_ms(read_at + timedelta(seconds=10))), "positions")
         WebDriverWait(browser, WAIT_S).until(lambda b: current_step() == "in_transit")
         assert trail()[-1] == [31.26, 121.50]
-        through_ingest("gps", GPS_SCHEMA, gps_event(3, vehicle="TRK-A", lat=31.28, lon=121.53), "positions")
+        through_ingest("gps", GPS_SCHEMA, gps_event(3, vehicle="TRK-A", lat=31.28, lon=121.53,
+                                                     ts=iso_ms(read_at + timedelta(seconds=20))), "positions")
         WebDriverWait(browser, WAIT_S).until(lambda b: trail()[-1] == [31.28, 121.53])
         assert trail() == [[31.26, 121.50], [31.28, 121.53]]  # since departure, each fix once
         publisher.close()
