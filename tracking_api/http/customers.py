@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 import pandas as pd
 import psycopg
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import Response
 from psycopg.rows import dict_row
 from pydantic import AwareDatetime
@@ -17,10 +17,11 @@ from pydantic import AwareDatetime
 from crm_link import kpi_chart, kpis
 from tracking_api.http.auth import require
 from tracking_api.http.deps import db_read
+from tracking_api.http.params import Id
 from tracking_api.keys import Principal
 
 router = APIRouter(tags=["customers"])
-CustomerPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+CustomerPath = Id
 Format = Annotated[Literal["json", "csv"] | None,
                   Query(alias="format", description="csv: the same numbers as a table; also Accept: text/csv")]
 Accept = Annotated[str, Header()]

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import psycopg
-from fastapi import APIRouter, Depends, HTTPException, Path, Response
+from fastapi import APIRouter, Depends, HTTPException, Response
 from pydantic import Field
 
 from crm_link.demands import DemandRecord, UnknownReference, upsert_demand
 from tracking_api.http import queries
 from tracking_api.http.auth import require
 from tracking_api.http.deps import db
+from tracking_api.http.params import Ref
 from tracking_api.keys import Principal
 
 router = APIRouter(tags=["integration"])
-Ref = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 
 
 class DemandUpsert(DemandRecord):

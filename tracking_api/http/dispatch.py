@@ -13,11 +13,12 @@ from sse_starlette import EventSourceResponse
 from tracking_api.http import queries
 from tracking_api.http.auth import require
 from tracking_api.http.deps import db, db_read
+from tracking_api.http.params import Id
 from tracking_api.keys import Principal
 
 router = APIRouter(tags=["dispatcher"])
 staff = require("dispatcher", "admin")
-VehicleId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+VehicleId = Id
 ExceptionId = Annotated[int, Path(ge=1, le=2**62)]
 EXCEPTION_TYPES = ("misload", "missing_cargo", "off_route", "unplanned_stop", "late", "gps_silence",
                    "wrong_destination")
@@ -112,8 +113,7 @@ class DockAssignment(BaseModel):
     valid_to: AwareDatetime | None = Field(None, description="default: until replaced")
 
 
-SiteId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
-DoorId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+SiteId = DoorId = Id
 
 
 @router.put("/v1/docks/{site_id}/{door_id}/assignment", status_code=201,

@@ -9,7 +9,8 @@ from fastapi.responses import JSONResponse
 from crm_link.epcis import shipment_document
 from tracking_api.http.auth import require
 from tracking_api.http.deps import db_read
-from tracking_api.http.shipments import CustomerId, Ref, owner
+from tracking_api.http.params import Ref
+from tracking_api.http.shipments import CustomerId, owner
 from tracking_api.keys import Principal
 
 router = APIRouter(tags=["customer"])

@@ -10,7 +10,8 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tracking_api.http.deps import db
-from tracking_api.http.shipments import CustomerId, Ref, owner, reader
+from tracking_api.http.params import Ref
+from tracking_api.http.shipments import CustomerId, owner, reader
 from tracking_api.keys import Principal
 
 router = APIRouter(tags=["customer"])

@@ -16,10 +16,10 @@ from tracking_api.http import queries
 from tracking_api.http.auth import require
 from tracking_api.http.deps import db, db_read, tenant
 from tracking_api.http.live import shipment_change
+from tracking_api.http.params import Ref
 from tracking_api.keys import Principal
 
 router = APIRouter(tags=["customer"])
-Ref = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 Token = Annotated[str, Path(min_length=10, max_length=512, pattern=r"^[A-Za-z0-9_.-]+$")]
 CustomerId = Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$",
                                          description="required for staff roles; customers always see their own")]
