@@ -84,7 +84,7 @@ def retry_after(value: str | None, now: datetime) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # delta-seconds are ASCII digits ("¹".isdigit() is True too)
         return float(value)
     try:
         return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
