@@ -38,10 +38,10 @@ import httpx
 import psycopg
 
 from bench.ingest import EVENTS_PER_MESSAGE, messages, publisher
-from gateway.contract import topic
-from tracking_api.db.migrate import migrate
-from tracking_api.embedded import free_port, wait_for_port
-from tracking_api.http import queries
+from common.contract import topic
+from launcher.embedded import free_port, wait_for_port
+from storage.migrate import migrate
+from tracking_api import queries
 from tracking_api.keys import create_key
 
 FILL = """
@@ -122,7 +122,7 @@ class Ingest:
                "CARGOTRACE_INGEST_SESSION_EXPIRY_S": "0"}
         self.log = folder / "ingest.log"
         with self.log.open("wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "tracking_api.cli", "ingest"], env=env, stdout=out,
+            self.proc = subprocess.Popen([sys.executable, "-m", "launcher.cli", "ingest"], env=env, stdout=out,
                                          stderr=out)
         self.broker, self.rate, self.stop, self.sent = broker, rate, threading.Event(), 0
         self.thread = threading.Thread(target=self._publish, daemon=True)
@@ -252,7 +252,7 @@ def main() -> None:
     port = free_port()
     env = {**os.environ, "CARGOTRACE_DATABASE_URL": url, "CARGOTRACE_API_RATE_LIMIT_PER_MINUTE": "0"}
     with (folder / "api.log").open("wb") as out:
-        api = subprocess.Popen([sys.executable, "-m", "tracking_api.cli", "api", "--port", str(port)], env=env,
+        api = subprocess.Popen([sys.executable, "-m", "launcher.cli", "api", "--port", str(port)], env=env,
                                stdout=out, stderr=out)
     ingest = Ingest(url, args.broker, args.ingest_rate, folder)
     try:

@@ -28,7 +28,7 @@ from crm_link.directory import upsert_customer, upsert_site, upsert_vehicle
 from device_drivers.gps import NmeaDecoder
 from device_drivers.simulators import drive
 from device_drivers.types import Fix
-from tracking_api import demo
+from launcher import demo
 
 START = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 DOOR = "wh-sh1/door-03"

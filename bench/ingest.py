@@ -25,10 +25,10 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import psycopg
 
-from gateway.contract import GPS_SCHEMA, batch, iso_ms, topic
-from tracking_api.db.migrate import migrate
-from tracking_api.ingest.validate import parse
-from tracking_api.ingest.writer import Accepted, Batch, Writer
+from common.contract import GPS_SCHEMA, batch, iso_ms, topic
+from ingest.validate import parse
+from ingest.writer import Accepted, Batch, Writer
+from storage.migrate import migrate
 
 EVENTS_PER_MESSAGE = 100
 BASE = datetime(2026, 11, 2, tzinfo=UTC)
@@ -105,7 +105,7 @@ def end_to_end(url: str, broker: str, n: int, workers: int = 1) -> float:
         env = {**os.environ, "CARGOTRACE_DATABASE_URL": url, "CARGOTRACE_MQTT_URL": broker,
                "CARGOTRACE_INGEST_CLIENT_ID": f"{group}-{i}", "CARGOTRACE_INGEST_SHARED_GROUP": group}
         with (folder / f"ingest-{i}.log").open("wb") as out:
-            procs.append(subprocess.Popen([sys.executable, "-m", "tracking_api.cli", "ingest"], env=env, stdout=out,
+            procs.append(subprocess.Popen([sys.executable, "-m", "launcher.cli", "ingest"], env=env, stdout=out,
                                           stderr=out))
     try:
         deadline = time.monotonic() + 30
@@ -134,7 +134,7 @@ def delay(url: str, broker: str, rate: int, seconds: int) -> list[float]:
     """Publish → commit delay of single-event messages at a steady rate (events/s)."""
     env = {**os.environ, "CARGOTRACE_DATABASE_URL": url, "CARGOTRACE_MQTT_URL": broker,
            "CARGOTRACE_INGEST_CLIENT_ID": f"bench-{uuid.uuid4().hex[:6]}"}
-    proc = subprocess.Popen([sys.executable, "-m", "tracking_api.cli", "ingest"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "launcher.cli", "ingest"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(2)
     client = publisher(broker)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from device_drivers import epc
+from common import epc
 
 
 def gs1_check_digit(digits: str) -> int:

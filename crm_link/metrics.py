@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import psycopg
 
+from common.metrics import Sample
 from crm_link.correlate import consumer
-from gateway.metrics import Sample
 
 SOURCES = ("tag_observations", "positions")
 

@@ -25,7 +25,7 @@ import httpx
 import psycopg
 from standardwebhooks import Webhook
 
-from tracking_api.settings import Settings
+from common.settings import Settings
 
 log = logging.getLogger(__name__)
 

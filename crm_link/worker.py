@@ -11,13 +11,13 @@ from datetime import UTC, datetime
 
 import psycopg
 
+from common.metrics import Sample, serve
+from common.settings import Settings
 from crm_link import webhooks
 from crm_link.correlate import process_pending
 from crm_link.metrics import database_samples
 from crm_link.route_watch import Thresholds, sweep_gps_silence
-from gateway.metrics import Sample, serve
-from tracking_api.ingest.writer import NOTIFY_CHANNEL
-from tracking_api.settings import Settings
+from ingest.writer import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
 STOP_CHECK_S = 0.5

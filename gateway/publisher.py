@@ -18,8 +18,8 @@ from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
 
+from common.contract import GPS_SCHEMA, RFID_SCHEMA, STATE_SCHEMA, batch, iso_ms, topic
 from firmware_configs.profile import Gateway
-from gateway.contract import GPS_SCHEMA, RFID_SCHEMA, STATE_SCHEMA, batch, iso_ms, topic
 from gateway.outbox import Outbox
 
 log = logging.getLogger(__name__)

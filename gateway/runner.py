@@ -9,15 +9,15 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
+from common.contract import iso_ms
+from common.metrics import Sample, serve
 from device_drivers.gps import NmeaDecoder
 from device_drivers.rfid import decoder_for, mercury_encoder
 from device_drivers.types import Fix, TagRead
 from firmware_configs import GatewayProfile, load_profile
 from firmware_configs.profile import Reader
-from gateway.contract import iso_ms
 from gateway.devices import DeviceReader
 from gateway.gps_filter import TrackFilter
-from gateway.metrics import Sample, serve
 from gateway.outbox import Outbox
 from gateway.publisher import Publisher
 from gateway.smoothing import Smoother

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from common.contract import iso_ms
 from firmware_configs.profile import Smoothing
-from gateway.contract import iso_ms
 
 Side = str | None  # "outer" | "inner" | None
 

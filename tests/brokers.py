@@ -7,7 +7,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from tracking_api.embedded import free_port, wait_for_port
+from launcher.embedded import free_port, wait_for_port
 
 NO_LOSS = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "cargotrace.d" / "no-loss.conf"
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from storage.migrate import migrate
 from tests.api_world import World, build
-from tracking_api.db.migrate import migrate
 
 ADMIN_PG_URL = os.environ.get("CARGOTRACE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 MQTT_URL = os.environ.get("CARGOTRACE_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")

@@ -80,7 +80,7 @@ class Processes:
 
     def start(self, name: str, *args: str) -> None:
         log = (self.logs / f"{name}.log").open("ab")
-        self.procs.append((name, subprocess.Popen([sys.executable, "-m", "tracking_api.cli", *args], env=self.env,
+        self.procs.append((name, subprocess.Popen([sys.executable, "-m", "launcher.cli", *args], env=self.env,
                                                   stdout=log, stderr=subprocess.STDOUT)))
 
     def check_alive(self) -> None:
@@ -113,7 +113,7 @@ class ApiServer:
     def __init__(self, app: Any) -> None:
         import uvicorn
 
-        from tracking_api.embedded import free_port
+        from launcher.embedded import free_port
         self.app = app
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

@@ -12,12 +12,12 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from common.settings import Settings
 from crm_link.correlate import process_pending
 from crm_link.directory import upsert_customer, upsert_site, upsert_vehicle
 from tests.api_world import build
-from tracking_api.http.app import create_app
+from tracking_api.app import create_app
 from tracking_api.keys import create_key, revoke_key
-from tracking_api.settings import Settings
 
 DEMAND = {"customer_id": "acme", "origin_site_id": "wh-sh1", "destination": {"site_id": "acme-pd"},
           "vehicle_id": "TRK-042", "items": [{"epc_uri": "urn:epc:id:sgtin:0614141.812345.1"}]}

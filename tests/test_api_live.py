@@ -11,12 +11,12 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from common.settings import Settings
 from crm_link.correlate import process_pending
 from tests.api_world import World
 from tests.helpers import ApiServer, SseReader
 from tracking_api import share
-from tracking_api.http.app import create_app
-from tracking_api.settings import Settings
+from tracking_api.app import create_app
 
 
 @pytest.fixture

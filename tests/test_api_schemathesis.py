@@ -9,10 +9,10 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
+from common.settings import Settings
 from tests.api_world import World
 from tests.helpers import ApiServer
-from tracking_api.http.app import create_app
-from tracking_api.settings import Settings
+from tracking_api.app import create_app
 
 # The document needs no database; the calls go to a real server on a real, populated one. Streams never
 # end: they are left out here and covered by tests/test_api_live.py.

@@ -10,11 +10,11 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from common.settings import Settings
 from tests.api_world import World
 from tests.conftest import ADMIN_PG_URL
-from tracking_api.http.app import create_app
-from tracking_api.http.deps import API_ROLE
-from tracking_api.settings import Settings
+from tracking_api.app import create_app
+from tracking_api.deps import API_ROLE
 
 CUSTOMER_TABLES = ("customers", "demands", "demand_items", "demand_history", "shipment_events", "exceptions",
                    "feedback", "webhook_subscriptions", "webhook_deliveries")

@@ -17,7 +17,7 @@ from device_drivers.simulators import MercuryModule, R2000Reader, open_pty_pair
 from firmware_configs import load_profile, validate_file
 from firmware_configs.apply import apply_reader, commands
 from firmware_configs.profile import MIN_DBM, REGIONS, Reader
-from tracking_api.cli import main
+from launcher.cli import main
 
 PROFILES = Path(__file__).resolve().parent.parent / "firmware_configs" / "profiles"
 

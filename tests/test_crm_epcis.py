@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from referencing import Registry, Resource
 
+from common.settings import Settings
 from tests.api_world import World, build
-from tracking_api.http.app import create_app
-from tracking_api.settings import Settings
+from tracking_api.app import create_app
 
 
 def _formats() -> jsonschema.FormatChecker:

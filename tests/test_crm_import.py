@@ -41,7 +41,7 @@ def counts(db_url: str) -> tuple[int, int, int]:
 
 
 def run(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tracking_api.cli", "crm", "import", *args], text=True,
+    return subprocess.run([sys.executable, "-m", "launcher.cli", "crm", "import", *args], text=True,
                           capture_output=True, env={**os.environ, "CARGOTRACE_DATABASE_URL": db_url}, timeout=120)
 
 

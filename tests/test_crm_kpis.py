@@ -14,11 +14,11 @@ from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 
+from common.settings import Settings
 from crm_link import kpis
 from crm_link.directory import upsert_customer, upsert_site
 from tests.api_world import World
-from tracking_api.http.app import create_app
-from tracking_api.settings import Settings
+from tracking_api.app import create_app
 
 DAY = datetime(2026, 11, 3, tzinfo=UTC)
 START, END = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)

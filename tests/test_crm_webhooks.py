@@ -18,12 +18,12 @@ from hypothesis import strategies as st
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from common.settings import Settings
 from crm_link import webhooks
 from crm_link.webhooks import UnsafeURL, check_url, retry_after
 from tests.api_world import World, build
 from tests.helpers import wait_for
-from tracking_api.http.app import create_app
-from tracking_api.settings import Settings
+from tracking_api.app import create_app
 
 FAST = (0.05, 0.05, 0.05, 0.05, 0.05)
 STRICT = Settings()

@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from common import epc
+from common.settings import Settings
 from crm_link import worker
 from crm_link.demands import upsert_demand
 from crm_link.geo import EARTH_RADIUS_M, Geofence
 from crm_link.identifiers import gs1_check_digit, gtin_serial_to_uri, sscc_to_uri
-from device_drivers import epc
 from tests.test_crm_status import ITEMS, T0, demand, observe, status, world
-from tracking_api.settings import Settings
 
 
 def test_the_worker_wakes_on_ingest_notify_and_announces_the_status_change(db_url: str) -> None:

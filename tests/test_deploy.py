@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from common.settings import Settings
 from firmware_configs import validate_file
 from firmware_configs.broker_credentials import acl_problems
-from tracking_api.cli import build_parser
-from tracking_api.settings import Settings
+from launcher.cli import build_parser
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 COMPOSE = yaml.safe_load((DEPLOY / "compose.yaml").read_text())

@@ -13,8 +13,8 @@ import pytest
 
 from device_drivers.gps import NmeaDecoder
 from device_drivers.simulators import open_pty_pair
+from launcher.embedded import free_port, wait_for_port
 from tests.helpers import wait_for
-from tracking_api.embedded import free_port, wait_for_port
 
 
 @pytest.mark.parametrize("name", ["bu353s4", "sirfstarv-nmea", "quectel-eg25-g"])

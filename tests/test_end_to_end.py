@@ -14,11 +14,11 @@ import psycopg
 import pytest
 import yaml
 
+from common import epc
 from crm_link.directory import upsert_customer, upsert_site, upsert_vehicle
-from device_drivers import epc
 from device_drivers.simulators import drive, open_pty_pair, portal_passage
+from launcher.embedded import free_port, wait_for_port
 from tests.helpers import Processes, wait_for
-from tracking_api.embedded import free_port, wait_for_port
 from tracking_api.keys import create_key
 
 WAREHOUSE = (31.2304, 121.4737)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from device_drivers import epc
+from common import epc
 
 
 def _rows(path: Path) -> list[list[str]]:

@@ -16,11 +16,11 @@ import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 
-from gateway.contract import GPS_SCHEMA, batch, topic
+from common.contract import GPS_SCHEMA, batch, topic
+from storage.migrate import migrate
 from tests.brokers import Mosquitto
 from tests.helpers import Processes, wait_for
 from tests.test_ingest_worker import gps_event
-from tracking_api.db.migrate import migrate
 
 
 class Stream:

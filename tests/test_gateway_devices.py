@@ -14,8 +14,8 @@ import yaml
 from device_drivers.rfid import mercury_encoder as enc
 from firmware_configs import load_profile
 from gateway.runner import Gateway
+from launcher.embedded import free_port
 from tests.helpers import Subscriber, wait_for
-from tracking_api.embedded import free_port
 
 
 def metrics(port: int) -> dict[str, float]:

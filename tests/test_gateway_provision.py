@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 from firmware_configs import load_profile
 from firmware_configs.broker_credentials import acl_problems, hash_password, set_user
+from launcher.cli import main
 from tests.brokers import Mosquitto
 from tests.helpers import Subscriber, wait_for
 from tests.test_broker_acl import ACL, connect
-from tracking_api.cli import main
 
 
 def provision(capsys: pytest.CaptureFixture[str], folder: Path, *args: str) -> str:

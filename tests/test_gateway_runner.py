@@ -11,9 +11,9 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from common.contract import GPS_SCHEMA, RFID_SCHEMA, STATE_SCHEMA, json_schema
 from device_drivers.simulators import drive, open_pty_pair, portal_passage
 from firmware_configs import load_profile
-from gateway.contract import GPS_SCHEMA, RFID_SCHEMA, STATE_SCHEMA, json_schema
 from gateway.outbox import Outbox
 from gateway.runner import Gateway
 from tests.helpers import Subscriber, wait_for

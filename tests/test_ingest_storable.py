@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.contract import GPS_SCHEMA, RFID_SCHEMA, STATE_SCHEMA, batch, iso_ms, topic
+from common.contract import GPS_SCHEMA, RFID_SCHEMA, STATE_SCHEMA, batch, iso_ms, topic
+from ingest.validate import Rejected, Rows, parse
+from ingest.writer import Accepted, Batch, Writer
 from tests.test_ingest_worker import NOW, gps_event, rfid_event
-from tracking_api.ingest.validate import Rejected, Rows, parse
-from tracking_api.ingest.writer import Accepted, Batch, Writer
 
 # Besides any character: exactly what PostgreSQL text and UTF-8 refuse.
 NASTY_TEXT = st.text(st.one_of(st.characters(), st.sampled_from(["\x00", "\ud800", "\udfff"])), max_size=20)

@@ -17,12 +17,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.contract import GPS_SCHEMA, RFID_SCHEMA, batch, iso_ms, topic
+from common.contract import GPS_SCHEMA, RFID_SCHEMA, batch, iso_ms, topic
+from common.settings import Settings
+from ingest.validate import Rejected, parse
+from ingest.worker import IngestWorker
 from tests.brokers import Mosquitto
 from tests.helpers import wait_for
-from tracking_api.ingest.validate import Rejected, parse
-from tracking_api.ingest.worker import IngestWorker
-from tracking_api.settings import Settings
 
 NOW = datetime.now(UTC)
 

@@ -24,14 +24,14 @@ def test_json_log_lines() -> None:
         admin.execute(f'CREATE DATABASE "{empty}"')
     try:
         env = {**os.environ, "CARGOTRACE_DATABASE_URL": ADMIN_PG_URL.rsplit("/", 1)[0] + "/" + empty}
-        out = subprocess.run([sys.executable, "-m", "tracking_api.cli", "--log-format", "json", "db", "migrate"],
+        out = subprocess.run([sys.executable, "-m", "launcher.cli", "--log-format", "json", "db", "migrate"],
                              env=env, capture_output=True, text=True, timeout=60)
     finally:
         with psycopg.connect(ADMIN_PG_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{empty}" WITH (FORCE)')
     assert out.returncode == 0, out.stderr
     lines = [json.loads(line) for line in out.stderr.splitlines()]  # every line is one JSON object
-    assert next(line["message"] for line in lines if line["logger"] == "tracking_api.db.migrate") == \
+    assert next(line["message"] for line in lines if line["logger"] == "storage.migrate") == \
         "applied migration 0001_core"
     assert all(line["level"] == "info" and line["ts"].endswith("+00:00") for line in lines)
 

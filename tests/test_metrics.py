@@ -12,18 +12,18 @@ from pathlib import Path
 
 import httpx
 
+from common.contract import RFID_SCHEMA, batch, topic
+from common.settings import Settings
 from crm_link import worker as crm_worker
 from crm_link.demands import upsert_demand
-from gateway.contract import RFID_SCHEMA, batch, topic
+from ingest.worker import IngestWorker
+from launcher.embedded import free_port
 from tests.api_world import build
 from tests.brokers import Mosquitto
 from tests.helpers import ApiServer, SseReader, wait_for
 from tests.test_crm_status import ITEMS, T0, demand, observe, world
 from tests.test_ingest_worker import Publisher, rfid_event
-from tracking_api.embedded import free_port
-from tracking_api.http.app import create_app
-from tracking_api.ingest.worker import IngestWorker
-from tracking_api.settings import Settings
+from tracking_api.app import create_app
 
 Metrics = dict[tuple[str, frozenset[tuple[str, str]]], float]
 _LINE = re.compile(r'^([a-z_]+)(?:\{(.*)\})? (\S+)$')

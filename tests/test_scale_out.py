@@ -14,14 +14,14 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 
-from device_drivers import epc
-from gateway.contract import RFID_SCHEMA, batch, topic
+from common import epc
+from common.contract import RFID_SCHEMA, batch, topic
+from launcher.embedded import free_port
 from tests.api_world import World
 from tests.brokers import Mosquitto
 from tests.helpers import Processes, SseReader, wait_for
 from tests.test_faults_ingest import Stream, counts
 from tests.test_ingest_worker import rfid_event
-from tracking_api.embedded import free_port
 
 
 @pytest.fixture

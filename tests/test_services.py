@@ -7,8 +7,8 @@ from urllib.parse import urlparse
 
 import psycopg
 
+from storage.migrate import migrate
 from tests.conftest import ADMIN_PG_URL, MQTT_URL
-from tracking_api.db.migrate import migrate
 
 
 def test_postgresql_is_reachable_and_migrations_are_idempotent(db_url: str) -> None:

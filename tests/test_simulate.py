@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from launcher.embedded import free_port
 from tests.helpers import Processes, Subscriber
-from tracking_api.embedded import free_port
 
 
 def test_the_simulated_gateway_publishes_passages_and_fixes(mqtt_url: str, gateway_id: str, tmp_path: Path) -> None:

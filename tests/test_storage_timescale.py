@@ -12,10 +12,10 @@ from pathlib import Path
 
 import psycopg
 
-from tracking_api.db.migrate import available
+from storage.migrate import available
 
 PGLITE = Path(__file__).resolve().parent / "pglite"
-MIGRATIONS = Path(__file__).resolve().parent.parent / "tracking_api" / "db" / "migrations"
+MIGRATIONS = Path(__file__).resolve().parent.parent / "storage" / "migrations"
 
 SAMPLE = """
 INSERT INTO positions (gateway_id, seq, ts, vehicle_id, lat, lon, speed_kmh)

@@ -23,15 +23,15 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as seen
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from common import epc
+from common.contract import GPS_SCHEMA, RFID_SCHEMA, batch, iso_ms, topic
+from common.settings import Settings
 from crm_link.correlate import consumer, process_pending
-from device_drivers import epc
-from gateway.contract import GPS_SCHEMA, RFID_SCHEMA, batch, iso_ms, topic
 from tests.api_world import World
 from tests.helpers import ApiServer
 from tests.test_ingest_worker import Publisher, gps_event, rfid_event, running, worker_settings
-from tracking_api.http.app import create_app
-from tracking_api.http.pages import LEAFLET, WEB
-from tracking_api.settings import Settings
+from tracking_api.app import create_app
+from tracking_api.pages import LEAFLET, WEB
 
 WAIT_S = 20
 BLOCKED = ("window.blockedByPolicy = [];"

@@ -1,1 +1,1 @@
-"""Database schema and migrations, MQTT ingest, the HTTP API and the command line."""
+"""The HTTP API and its web pages."""

@@ -14,9 +14,9 @@ import threading
 from contextlib import ExitStack
 from pathlib import Path
 
-from tracking_api.db.migrate import migrate
-from tracking_api.embedded import embedded_broker, embedded_database, wait_for_port
-from tracking_api.settings import Settings
+from common.settings import Settings
+from launcher.embedded import embedded_broker, embedded_database, wait_for_port
+from storage.migrate import migrate
 
 
 class Supervisor:
@@ -30,7 +30,7 @@ class Supervisor:
 
     def start(self, name: str, *args: str) -> None:
         log = (self.log_dir / f"{name}.log").open("ab")
-        cmd = [sys.executable, "-m", "tracking_api.cli", *args]
+        cmd = [sys.executable, "-m", "launcher.cli", *args]
         self.children[name] = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
     def wait(self) -> str | None:
@@ -74,7 +74,7 @@ def up(settings: Settings, demo: bool = False) -> int:
             base = f"http://{settings.api_host}:{settings.api_port}"
             print(f"cargotrace is up: API {base}/docs  health {base}/healthz  logs {log_dir}/")
             if demo:
-                from tracking_api.demo import start_demo
+                from launcher.demo import start_demo
 
                 stack.enter_context(start_demo(database_url, mqtt_url, supervisor, base))
             print("Ctrl-C stops everything.", flush=True)

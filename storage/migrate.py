@@ -15,7 +15,7 @@ _LOCK_KEY = 0x6361_7267_6f74  # "cargot"
 
 def available() -> list[tuple[str, str]]:
     """(version, sql) of every migration shipped with the package, in order."""
-    folder = resources.files("tracking_api.db") / "migrations"
+    folder = resources.files("storage") / "migrations"
     files = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
     return [(f.name.removesuffix(".sql"), f.read_text()) for f in files]
 

@@ -12,10 +12,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from device_drivers import epc
+from common import epc
 from device_drivers.simulators import drive, open_pty_pair, portal_passage
 from gateway.runner import run as run_gateway
-from tracking_api.demo import ROUTE, SPEED_KMH, portal_reader, write_profile
+from launcher.demo import ROUTE, SPEED_KMH, portal_reader, write_profile
 
 
 def _dock(fd: int, tags_per_passage: int, period_s: float, stop: threading.Event) -> None:

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from crm_link.webhooks import EVENT_TYPES, UnsafeURL, check_url, new_secret, resend
-from tracking_api.http.auth import require
-from tracking_api.http.deps import db
-from tracking_api.http.shipments import owner
+from tracking_api.auth import require
+from tracking_api.deps import db
 from tracking_api.keys import Principal
+from tracking_api.routes.shipments import owner
 
 router = APIRouter(tags=["webhooks"])
 manager = require("customer", "integration", "admin")

@@ -10,11 +10,11 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
-from tracking_api.http import queries
-from tracking_api.http.auth import require
-from tracking_api.http.deps import db, db_read
-from tracking_api.http.params import Id
+from tracking_api import queries
+from tracking_api.auth import require
+from tracking_api.deps import db, db_read
 from tracking_api.keys import Principal
+from tracking_api.params import Id
 
 router = APIRouter(tags=["dispatcher"])
 staff = require("dispatcher", "admin")

@@ -16,9 +16,9 @@ import psycopg
 from fastapi import Depends, Request
 from psycopg_pool import ConnectionPool
 
-from tracking_api.http.auth import principal
+from common.settings import Settings
+from tracking_api.auth import principal
 from tracking_api.keys import Principal
-from tracking_api.settings import Settings
 
 API_ROLE = "cargotrace_api"
 _TENANT = "SELECT set_config('cargotrace.role', %s, true), set_config('cargotrace.customer_id', %s, true)"

@@ -8,8 +8,8 @@ import sys
 import threading
 from collections.abc import Callable
 
-from tracking_api import logs
-from tracking_api.settings import get_settings
+from common import logs
+from common.settings import get_settings
 
 ROLES = ("customer", "dispatcher", "integration", "admin")
 
@@ -22,7 +22,7 @@ def _database_url() -> str:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from tracking_api.up import up
+    from launcher.up import up
 
     return up(get_settings(), demo=args.demo)
 
@@ -56,7 +56,7 @@ def cmd_gateway_provision(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from tracking_api.ingest.worker import run
+    from ingest.worker import run
 
     _database_url()
     run(get_settings())
@@ -105,7 +105,7 @@ def cmd_crm_import(args: argparse.Namespace) -> int:
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from tracking_api.http.app import create_app
+    from tracking_api.app import create_app
 
     settings = get_settings()
     _database_url()
@@ -118,7 +118,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from tracking_api.simulate import simulate
+    from launcher.simulate import simulate
 
     simulate(args.gateway_id, args.broker, Path(args.data_dir), args.site, args.vehicle, args.tags, args.period,
              password_file=args.password_file, metrics_listen=args.metrics_listen)
@@ -126,7 +126,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_db_migrate(args: argparse.Namespace) -> int:
-    from tracking_api.db.migrate import migrate
+    from storage.migrate import migrate
 
     applied = migrate(_database_url())
     print(f"applied: {', '.join(applied)}" if applied else "database is up to date")

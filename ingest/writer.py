@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import psycopg
 
-from tracking_api.ingest.validate import Rows
+from ingest.validate import Rows
 
 log = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "cargotrace_events"

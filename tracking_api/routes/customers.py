@@ -15,10 +15,10 @@ from psycopg.rows import dict_row
 from pydantic import AwareDatetime
 
 from crm_link import kpi_chart, kpis
-from tracking_api.http.auth import require
-from tracking_api.http.deps import db_read
-from tracking_api.http.params import Id
+from tracking_api.auth import require
+from tracking_api.deps import db_read
 from tracking_api.keys import Principal
+from tracking_api.params import Id
 
 router = APIRouter(tags=["customers"])
 CustomerPath = Id

@@ -15,9 +15,9 @@ from pathlib import Path
 import psycopg
 import yaml
 
+from common import epc
 from crm_link.demands import DemandRecord, upsert_demand
 from crm_link.directory import upsert_customer, upsert_site, upsert_vehicle
-from device_drivers import epc
 from device_drivers.simulators import drive, open_pty_pair, portal_passage
 from tracking_api.keys import create_key
 

@@ -9,10 +9,10 @@ import psycopg
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tracking_api.http.deps import db
-from tracking_api.http.params import Ref
-from tracking_api.http.shipments import CustomerId, owner, reader
+from tracking_api.deps import db
 from tracking_api.keys import Principal
+from tracking_api.params import Ref
+from tracking_api.routes.shipments import CustomerId, owner, reader
 
 router = APIRouter(tags=["customer"])
 

@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from gateway.metrics import Sample
+from common.metrics import Sample
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 Scope = dict[str, Any]

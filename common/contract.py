@@ -36,7 +36,7 @@ def parse_topic(name: str) -> tuple[str, str] | None:
 @cache
 def json_schema(schema_name: str) -> dict[str, Any]:
     file = {RFID_SCHEMA: "rfid-1.json", GPS_SCHEMA: "gps-1.json", STATE_SCHEMA: "state-1.json"}[schema_name]
-    return json.loads((resources.files("gateway") / "schemas" / file).read_text())
+    return json.loads((resources.files("common") / "schemas" / file).read_text())
 
 
 def iso_ms(ts: datetime) -> str:

@@ -22,9 +22,9 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from crm_link.correlate import STATUS_CHANNEL
-from tracking_api.http import queries
-from tracking_api.http.deps import tenant
-from tracking_api.ingest.writer import NOTIFY_CHANNEL as INGEST_CHANNEL
+from ingest.writer import NOTIFY_CHANNEL as INGEST_CHANNEL
+from tracking_api import queries
+from tracking_api.deps import tenant
 from tracking_api.keys import Principal
 
 log = logging.getLogger(__name__)

@@ -7,11 +7,11 @@ from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import JSONResponse
 
 from crm_link.epcis import shipment_document
-from tracking_api.http.auth import require
-from tracking_api.http.deps import db_read
-from tracking_api.http.params import Ref
-from tracking_api.http.shipments import CustomerId, owner
+from tracking_api.auth import require
+from tracking_api.deps import db_read
 from tracking_api.keys import Principal
+from tracking_api.params import Ref
+from tracking_api.routes.shipments import CustomerId, owner
 
 router = APIRouter(tags=["customer"])
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import fastjsonschema
 
-from device_drivers import epc as epc_codec
-from gateway.contract import KINDS, json_schema, parse_topic
+from common import epc as epc_codec
+from common.contract import KINDS, json_schema, parse_topic
 
 # Timestamps outside this window are device clock faults, not data (a receiver's week rollover
 # lands ~19.6 years off; an unset RTC in 1970 or 2000).

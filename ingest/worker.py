@@ -22,11 +22,11 @@ import psycopg
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway.contract import TOPIC_ROOT
-from gateway.metrics import Sample, serve
-from tracking_api.ingest.validate import Rejected, parse
-from tracking_api.ingest.writer import Accepted, Batch, Writer
-from tracking_api.settings import Settings
+from common.contract import TOPIC_ROOT
+from common.metrics import Sample, serve
+from common.settings import Settings
+from ingest.validate import Rejected, parse
+from ingest.writer import Accepted, Batch, Writer
 
 log = logging.getLogger(__name__)
 MAX_DB_BACKOFF_S = 15.0

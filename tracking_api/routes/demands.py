@@ -9,11 +9,11 @@ from fastapi import APIRouter, Depends, HTTPException, Response
 from pydantic import Field
 
 from crm_link.demands import DemandRecord, UnknownReference, upsert_demand
-from tracking_api.http import queries
-from tracking_api.http.auth import require
-from tracking_api.http.deps import db
-from tracking_api.http.params import Ref
+from tracking_api import queries
+from tracking_api.auth import require
+from tracking_api.deps import db
 from tracking_api.keys import Principal
+from tracking_api.params import Ref
 
 router = APIRouter(tags=["integration"])
 

@@ -11,13 +11,12 @@ from pydantic import AwareDatetime
 from sse_starlette import EventSourceResponse
 
 from crm_link.status import STATUSES
-from tracking_api import share
-from tracking_api.http import queries
-from tracking_api.http.auth import require
-from tracking_api.http.deps import db, db_read, tenant
-from tracking_api.http.live import shipment_change
-from tracking_api.http.params import Ref
+from tracking_api import queries, share
+from tracking_api.auth import require
+from tracking_api.deps import db, db_read, tenant
 from tracking_api.keys import Principal
+from tracking_api.live import shipment_change
+from tracking_api.params import Ref
 
 router = APIRouter(tags=["customer"])
 Token = Annotated[str, Path(min_length=10, max_length=512, pattern=r"^[A-Za-z0-9_.-]+$")]

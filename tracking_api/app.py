@@ -13,13 +13,14 @@ import psycopg
 from fastapi import FastAPI, HTTPException, Request
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from gateway.metrics import serve
-from tracking_api.http import customers, demands, dispatch, epcis, feedback, pages, problems, shipments, webhooks
-from tracking_api.http.auth import KeyCache, RateLimit
-from tracking_api.http.deps import Admission, open_pool
-from tracking_api.http.live import Live
-from tracking_api.http.metrics import RequestMetrics, RequestStats
-from tracking_api.settings import Settings
+from common.metrics import serve
+from common.settings import Settings
+from tracking_api import pages, problems
+from tracking_api.auth import KeyCache, RateLimit
+from tracking_api.deps import Admission, open_pool
+from tracking_api.live import Live
+from tracking_api.request_metrics import RequestMetrics, RequestStats
+from tracking_api.routes import customers, demands, dispatch, epcis, feedback, shipments, webhooks
 
 HEALTH_TIMEOUT_S = 3.0
 LIVE_START_TIMEOUT_S = 5.0

@@ -1,0 +1,1 @@
+"""The database: versioned schema migrations and the vocabulary its tables and channels speak."""

@@ -1,1 +1,0 @@
-"""Schema, migrations and connections of the central database."""

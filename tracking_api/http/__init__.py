@@ -1,1 +1,0 @@
-"""The HTTP API and web pages."""
