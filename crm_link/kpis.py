@@ -15,8 +15,8 @@ from typing import Any
 import pandas as pd
 import psycopg
 
-EXCEPTION_TYPES = ("misload", "missing_cargo", "off_route", "unplanned_stop", "late", "gps_silence",
-                   "wrong_destination")
+from storage.vocabulary import EXCEPTION_TYPES
+
 KPI_COLUMNS = ("shipments", "on_time_shipping", "on_time_arrival", "fulfilment", "rush_completion",
                "exceptions_per_100", "damage_rate", "complaint_rate", "mean_transit_h", "mean_door_dwell_min",
                "mean_pod_min", "mean_rating")

@@ -1,8 +1,9 @@
-"""The shipment status vocabulary (ARCHITECTURE §6) and what customers and EPCIS see of it."""
+"""The order of the shipment statuses (storage/vocabulary.py) and what customers and EPCIS see of them."""
 
 from __future__ import annotations
 
-STATUSES = ("pending", "loading", "loaded", "in_transit", "arrived", "delivered")
+from storage.vocabulary import STATUSES
+
 RANK = {s: i for i, s in enumerate(STATUSES)}
 
 # GS1 CBV business step of each transition, for EPCIS 2.0 export.

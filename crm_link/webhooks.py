@@ -29,7 +29,6 @@ from common.settings import Settings
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPES = ("shipment.status_changed", "shipment.eta_changed", "exception.opened", "exception.resolved")
 # Seconds before attempt n+1 after failed attempt n: exponential, then twice a day; about three days
 # in all, then the delivery is dead.
 RETRY_DELAYS_S: tuple[float, ...] = (5, 30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600,

@@ -16,9 +16,9 @@ from typing import NamedTuple
 import psycopg
 
 from ingest.validate import Rows
+from storage.vocabulary import EVENTS_CHANNEL
 
 log = logging.getLogger(__name__)
-NOTIFY_CHANNEL = "cargotrace_events"
 # Refusals caused by what a message holds, not by the database being away.
 _CONTENT_ERRORS = (psycopg.DataError, psycopg.IntegrityError, UnicodeError)
 _MAX_NOTIFY = 7900  # PostgreSQL's payload limit is 8000 bytes
@@ -115,7 +115,7 @@ class Writer:
                 cur.executemany("INSERT INTO dead_letters (topic, payload, reason) VALUES (%s, %s, %s)", dead)
                 out.dead_letters = len(dead)
             if out.observations or out.positions:
-                cur.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, _notice(batch)))
+                cur.execute("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, _notice(batch)))
         return out
 
     @staticmethod

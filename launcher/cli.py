@@ -10,8 +10,7 @@ from collections.abc import Callable
 
 from common import logs
 from common.settings import get_settings
-
-ROLES = ("customer", "dispatcher", "integration", "admin")
+from storage.vocabulary import ROLES
 
 
 def _database_url() -> str:

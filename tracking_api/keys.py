@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-ROLES = ("customer", "dispatcher", "integration", "admin")
+from storage.vocabulary import ROLES
 
 
 @dataclass(frozen=True, slots=True)

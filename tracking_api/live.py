@@ -21,14 +21,12 @@ from fastapi.encoders import jsonable_encoder
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from crm_link.correlate import STATUS_CHANNEL
-from ingest.writer import NOTIFY_CHANNEL as INGEST_CHANNEL
+from storage.vocabulary import CHANNELS, CUSTOMER_VISIBLE_EXCEPTIONS, EVENTS_CHANNEL, EXCEPTIONS_CHANNEL, STATUS_CHANNEL
 from tracking_api import queries
 from tracking_api.deps import tenant
 from tracking_api.keys import Principal
 
 log = logging.getLogger(__name__)
-EXCEPTION_CHANNEL = "cargotrace_exceptions"
 QUEUE_SIZE = 256
 _READER = Principal(role="dispatcher", customer_id=None, prefix="live")
 
@@ -63,7 +61,7 @@ class Subscription:
             return True
         if change.event == "position":
             return self.carrying and change.vehicle_id == self.vehicle_id
-        if change.event == "exception" and change.data["type"] not in queries.CUSTOMER_VISIBLE_EXCEPTIONS:
+        if change.event == "exception" and change.data["type"] not in CUSTOMER_VISIBLE_EXCEPTIONS:
             return False
         return change.customer_id == self.customer_id and self.external_ref in (None, change.external_ref)
 
@@ -118,7 +116,7 @@ class Live:
         while not self.stop.is_set():
             try:
                 with psycopg.connect(self.listen_url, autocommit=True) as listener:
-                    for channel in (STATUS_CHANNEL, EXCEPTION_CHANNEL, INGEST_CHANNEL):
+                    for channel in CHANNELS:
                         listener.execute(f"LISTEN {channel}")
                     # Fixes of transactions still running or yet to come: everything from now on.
                     xmin = listener.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").fetchone()
@@ -138,8 +136,8 @@ class Live:
 
     def _publish(self, notes: list[psycopg.Notify]) -> None:
         demand_ids = {int(n.payload) for n in notes if n.channel == STATUS_CHANNEL}
-        exception_ids = {json.loads(n.payload)["id"] for n in notes if n.channel == EXCEPTION_CHANNEL}
-        fixes = any(n.channel == INGEST_CHANNEL for n in notes)
+        exception_ids = {json.loads(n.payload)["id"] for n in notes if n.channel == EXCEPTIONS_CHANNEL}
+        fixes = any(n.channel == EVENTS_CHANNEL for n in notes)
         changes: list[Change] = []
         with tenant(self.pool, _READER) as conn:
             changes += _status_changes(conn, demand_ids)

@@ -10,9 +10,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from crm_link.status import CUSTOMER_SUBTAG, CUSTOMER_WORD
-
-# What a shipper is shown of the route exceptions; the rest are the dispatcher's business.
-CUSTOMER_VISIBLE_EXCEPTIONS = ("late", "missing_cargo", "misload", "wrong_destination")
+from storage.vocabulary import CUSTOMER_VISIBLE_EXCEPTIONS
 
 # One round trip: the shipment with its item progress, timeline, customer-visible open exceptions and,
 # while the vehicle carries it, the vehicle's last fix (nested JSON built by PostgreSQL).

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
+from storage.vocabulary import EXCEPTION_STATES, EXCEPTION_TYPES
 from tracking_api import queries
 from tracking_api.auth import require
 from tracking_api.deps import db, db_read
@@ -20,8 +21,6 @@ router = APIRouter(tags=["dispatcher"])
 staff = require("dispatcher", "admin")
 VehicleId = Id
 ExceptionId = Annotated[int, Path(ge=1, le=2**62)]
-EXCEPTION_TYPES = ("misload", "missing_cargo", "off_route", "unplanned_stop", "late", "gps_silence",
-                   "wrong_destination")
 MAX_RANGE = timedelta(days=31)
 
 
@@ -31,7 +30,7 @@ class Note(BaseModel):
 
 
 @router.get("/v1/exceptions")
-def list_exceptions(state: Annotated[Literal["open", "acknowledged", "resolved"] | None, Query()] = None,
+def list_exceptions(state: Annotated[Literal[EXCEPTION_STATES] | None, Query()] = None,
                     type: Annotated[Literal[EXCEPTION_TYPES] | None, Query()] = None,  # type: ignore[valid-type]
                     customer_id: Annotated[str | None, Query(max_length=64)] = None,
                     vehicle_id: Annotated[str | None, Query(max_length=64)] = None,

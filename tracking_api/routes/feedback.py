@@ -9,6 +9,7 @@ import psycopg
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from storage.vocabulary import FEEDBACK_KINDS
 from tracking_api.deps import db
 from tracking_api.keys import Principal
 from tracking_api.params import Ref
@@ -21,7 +22,7 @@ class Feedback(BaseModel):
     # Unknown fields (customer_id, status, demand_id...) are ignored: owner and shipment come from
     # the key and the path.
     model_config = ConfigDict(extra="ignore")
-    kind: Literal["rating", "complaint", "damage", "inquiry"]
+    kind: Literal[FEEDBACK_KINDS]  # type: ignore[valid-type]
     rating: Annotated[int | None, Field(ge=1, le=5, description="1-5; required for a rating")] = None
     text: str = Field("", max_length=4000, examples=["two cartons crushed on pallet 3"])
 

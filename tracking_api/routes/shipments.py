@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import AwareDatetime
 from sse_starlette import EventSourceResponse
 
-from crm_link.status import STATUSES
+from storage.vocabulary import STATUSES
 from tracking_api import queries, share
 from tracking_api.auth import require
 from tracking_api.deps import db, db_read, tenant

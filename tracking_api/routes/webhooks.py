@@ -9,7 +9,8 @@ import psycopg
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from crm_link.webhooks import EVENT_TYPES, UnsafeURL, check_url, new_secret, resend
+from crm_link.webhooks import UnsafeURL, check_url, new_secret, resend
+from storage.vocabulary import DELIVERY_STATES, WEBHOOK_EVENTS
 from tracking_api.auth import require
 from tracking_api.deps import db
 from tracking_api.keys import Principal
@@ -17,7 +18,7 @@ from tracking_api.routes.shipments import owner
 
 router = APIRouter(tags=["webhooks"])
 manager = require("customer", "integration", "admin")
-EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
+EventType = Literal[WEBHOOK_EVENTS]  # type: ignore[valid-type]
 
 
 class NewSubscription(BaseModel):
@@ -66,7 +67,7 @@ def delete_subscription(subscription_id: int, who: Principal = Depends(manager),
 
 
 @router.get("/v1/webhooks/deliveries")
-def list_deliveries(state: Literal["pending", "delivered", "dead"] | None = None,
+def list_deliveries(state: Literal[DELIVERY_STATES] | None = None,
                     subscription_id: int | None = None, after: int = 0,
                     limit: Annotated[int, Query(ge=1, le=500)] = 100, who: Principal = Depends(manager),
                     c: psycopg.Connection = Depends(db)) -> dict[str, Any]:

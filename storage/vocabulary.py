@@ -1,0 +1,41 @@
+"""The words the database stores and the channels it speaks on, each written here once.
+
+The migrations' CHECK constraints, triggers and NOTIFY calls are tested against these tuples
+(tests/test_storage_vocabulary.py): a new word here needs a migration, and a migration that adds
+one fails the test until it is added here.
+"""
+
+from __future__ import annotations
+
+# Shipment status of a demand record, in order (ARCHITECTURE §6).
+STATUSES = ("pending", "loading", "loaded", "in_transit", "arrived", "delivered")
+
+# Route exceptions (ARCHITECTURE §6), each with whether the shipper sees it; the others are the
+# dispatcher's business (evidence and notes are never shown to shippers).
+EXCEPTIONS: dict[str, bool] = {
+    "misload": True,
+    "missing_cargo": True,
+    "off_route": False,
+    "unplanned_stop": False,
+    "late": True,
+    "gps_silence": False,
+    "wrong_destination": True,
+}
+EXCEPTION_TYPES = tuple(EXCEPTIONS)
+CUSTOMER_VISIBLE_EXCEPTIONS = tuple(kind for kind, visible in EXCEPTIONS.items() if visible)
+EXCEPTION_STATES = ("open", "acknowledged", "resolved")
+
+# Who an API key speaks for.
+ROLES = ("customer", "dispatcher", "integration", "admin")
+
+FEEDBACK_KINDS = ("rating", "complaint", "damage", "inquiry")
+
+# Outbound webhooks: what a subscriber can ask for, and where a delivery is.
+WEBHOOK_EVENTS = ("shipment.status_changed", "shipment.eta_changed", "exception.opened", "exception.resolved")
+DELIVERY_STATES = ("pending", "delivered", "dead")
+
+# LISTEN/NOTIFY channels.
+EVENTS_CHANNEL = "cargotrace_events"  # ingest committed observations or fixes: {"vehicles", "read_points"}
+STATUS_CHANNEL = "cargotrace_status"  # the correlator changed a demand's status or exceptions: its id
+EXCEPTIONS_CHANNEL = "cargotrace_exceptions"  # an exception row was written (trigger, 0004): {"id"}
+CHANNELS = (EVENTS_CHANNEL, STATUS_CHANNEL, EXCEPTIONS_CHANNEL)
