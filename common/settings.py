@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     ingest_receive_maximum: int = 1000
 
     crm_poll_seconds: float = 1.0
-    # Tenant defaults of the route exceptions, overriding crm_link.route_watch.Thresholds (JSON in the
+    # Tenant defaults of the route exceptions, overriding crm_link.thresholds.Thresholds (JSON in the
     # environment, e.g. {"corridor_m": 500}); customers.exception_thresholds overrides both.
     exception_thresholds: dict[str, float] = Field(default_factory=dict)
 

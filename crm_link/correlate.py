@@ -21,11 +21,12 @@ from psycopg.rows import dict_row
 from crm_link import exceptions
 from crm_link.docks import DoorMemo
 from crm_link.geo import Geofence
-from crm_link.route_watch import Thresholds, on_fix
+from crm_link.route_watch import on_fix
 from crm_link.status import BIZ_STEP, RANK
+from crm_link.thresholds import Thresholds
+from storage.vocabulary import STATUS_CHANNEL
 
 log = logging.getLogger(__name__)
-STATUS_CHANNEL = "cargotrace_status"
 BATCH = 5000
 DEFAULT_THRESHOLDS = Thresholds()
 DEFAULT_RADIUS_M = 300.0
@@ -140,20 +141,22 @@ def _observation(cur: psycopg.Cursor, event: Event, doors: DoorMemo) -> set[int]
     cur.execute("SELECT d.id, d.status, d.origin_site_id, d.destination_site_id, i.id AS item_id "
                 "FROM demand_items i JOIN demands d ON d.id = i.demand_id "
                 "WHERE i.epc_uri = %s AND d.status <> 'delivered' FOR UPDATE OF d, i", (o["epc_uri"],))
+    going_out, coming_in = o["direction"] in ("out", None), o["direction"] in ("in", None)
     for demand in cur.fetchall():
-        if site == demand["origin_site_id"] and o["direction"] in ("out", None) and RANK[demand["status"]] <= 2:
+        rank = RANK[demand["status"]]
+        if site == demand["origin_site_id"] and going_out and rank <= RANK["loaded"]:
             cur.execute("UPDATE demand_items SET loaded_at = coalesce(loaded_at, %s) WHERE id = %s",
                         (event.ts, demand["item_id"]))
             changed = _advance(cur, demand, "loading", event, o["read_point"])
             if _all_items(cur, demand["id"], "loaded_at"):
                 changed |= _advance(cur, demand, "loaded", event, o["read_point"])
-        elif site == demand["destination_site_id"] and o["direction"] in ("in", None) and RANK[demand["status"]] >= 3:
+        elif site == demand["destination_site_id"] and coming_in and rank >= RANK["in_transit"]:
             cur.execute("UPDATE demand_items SET delivered_at = coalesce(delivered_at, %s) WHERE id = %s",
                         (event.ts, demand["item_id"]))
             changed = _all_items(cur, demand["id"], "delivered_at") and _advance(
                 cur, demand, "delivered", event, o["read_point"])
         elif (site not in (demand["origin_site_id"], demand["destination_site_id"])
-              and o["direction"] in ("in", None) and RANK[demand["status"]] >= RANK["in_transit"]):
+              and coming_in and rank >= RANK["in_transit"]):
             changed = exceptions.open_exception(cur, "wrong_destination", demand["id"], None, event.ts, {
                 "epc_uri": o["epc_uri"], "read_point": o["read_point"], "expected_site": demand["destination_site_id"],
                 "observation_id": event.id})

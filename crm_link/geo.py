@@ -1,4 +1,4 @@
-"""Geofences and distances in metres: shapely geometry in a local metric projection.
+"""Geofences, planned routes and distances in metres: shapely geometry in a local metric projection.
 
 Around a reference point, an equirectangular projection is accurate to well under a metre over the
 few kilometres of a geofence or corridor, which is all it is used for.
@@ -6,11 +6,13 @@ few kilometres of a geofence or corridor, which is all it is used for.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
-from shapely.geometry import Point, Polygon
+from shapely.geometry import LineString, Point, Polygon
 
 EARTH_RADIUS_M = 6_371_008.8
 
@@ -42,3 +44,31 @@ class Geofence:
 def _disc(radius_m: float) -> Polygon:
     """A geofence's circle around the origin, built once per radius (it is asked on every fix)."""
     return Point(0, 0).buffer(radius_m)
+
+
+def great_circle_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2, dl = math.radians(lat1), math.radians(lat2), math.radians(lon2 - lon1)
+    a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+
+
+@lru_cache(maxsize=4096)
+def _route(geojson: str) -> tuple[LocalProjection, LineString]:
+    """The planned route in metres, around its first point (cached: one parse per route, not per fix)."""
+    coordinates = json.loads(geojson)["coordinates"]
+    projection = LocalProjection(coordinates[0][1], coordinates[0][0])
+    return projection, LineString([projection.xy(lat, lon) for lon, lat in coordinates])
+
+
+def off_route_m(planned_route: dict[str, Any], lat: float, lon: float) -> float:
+    projection, line = _route(json.dumps(planned_route, sort_keys=True))
+    return float(line.distance(Point(projection.xy(lat, lon))))
+
+
+def remaining_m(planned_route: dict[str, Any] | None, lat: float, lon: float, to_lat: float, to_lon: float) -> float:
+    """Distance left along the planned route from the fix's nearest point on it, else great-circle."""
+    if planned_route:
+        projection, line = _route(json.dumps(planned_route, sort_keys=True))
+        here = Point(projection.xy(lat, lon))
+        return float(line.length - line.project(here) + line.distance(here))
+    return great_circle_m(lat, lon, to_lat, to_lon)

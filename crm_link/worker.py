@@ -16,8 +16,9 @@ from common.settings import Settings
 from crm_link import webhooks
 from crm_link.correlate import process_pending
 from crm_link.metrics import database_samples
-from crm_link.route_watch import Thresholds, sweep_gps_silence
-from ingest.writer import NOTIFY_CHANNEL
+from crm_link.route_watch import sweep_gps_silence
+from crm_link.thresholds import Thresholds
+from storage.vocabulary import EVENTS_CHANNEL
 
 log = logging.getLogger(__name__)
 STOP_CHECK_S = 0.5
@@ -41,7 +42,7 @@ class CrmWorker:
                 try:
                     with psycopg.connect(s.database_url, autocommit=True) as listener, \
                             psycopg.connect(s.database_url) as conn:
-                        listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                        listener.execute(f"LISTEN {EVENTS_CHANNEL}")
                         backoff, self.database_ok = 0.5, True
                         while not stop.is_set():
                             self.transitions += process_pending(conn, self.consumed, thresholds)

@@ -13,7 +13,7 @@ import pytest
 from bench import eta as bench_eta
 from crm_link.demands import upsert_demand
 from crm_link.directory import upsert_customer
-from crm_link.route_watch import great_circle_m
+from crm_link.geo import great_circle_m
 from tests.test_api_tenancy import as_api
 from tests.test_crm_route_exceptions import along, fix, in_transit
 from tests.test_crm_status import CUSTOMER_SITE, ITEMS, T0, demand, observe, world

@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 from crm_link.correlate import process_pending
 from crm_link.demands import upsert_demand
 from crm_link.directory import upsert_site
-from crm_link.route_watch import Thresholds, great_circle_m, off_route_m, remaining_m, sweep_gps_silence
+from crm_link.geo import great_circle_m, off_route_m, remaining_m
+from crm_link.route_watch import sweep_gps_silence
+from crm_link.thresholds import Thresholds
 from tests.test_crm_status import CUSTOMER_SITE, ITEMS, T0, WAREHOUSE, demand, observe, status, world
 
 ROUTE = {"type": "LineString", "coordinates": [[WAREHOUSE[1], WAREHOUSE[0]], [CUSTOMER_SITE[1], CUSTOMER_SITE[0]]]}
