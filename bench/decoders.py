@@ -16,8 +16,7 @@ from datetime import UTC, datetime
 import pynmea2
 
 from device_drivers.gps import NmeaDecoder
-from device_drivers.rfid import decoder_for, r2000
-from device_drivers.rfid import mercury_encoder as mercury
+from device_drivers.rfid import decoder_for, mercury, r2000
 from device_drivers.simulators import drive
 
 

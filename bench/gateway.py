@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from device_drivers.rfid import decoder_for
-from device_drivers.rfid import mercury_encoder as enc
+from device_drivers.rfid import mercury as enc
 from firmware_configs.profile import GatewayProfile
 from gateway.runner import Gateway
 

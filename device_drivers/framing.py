@@ -7,7 +7,7 @@ inherit the resynchronisation; others implement `_cut` themselves. `_decode` tur
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -23,6 +23,8 @@ class StreamDecoder(Generic[T]):
         self._max = max_buffer
         self.bad_frames: Counter[str] = Counter()
         self.frames = 0
+        # Answers to the host's commands, for protocols that take them: (command, status (0: accepted), data).
+        self.responses: deque[tuple[int, int, bytes]] = deque(maxlen=64)
 
     def feed(self, data: bytes) -> list[T]:
         self._buf += data

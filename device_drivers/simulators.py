@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 from device_drivers.rfid import mercury as m
-from device_drivers.rfid import mercury_encoder as enc
 from device_drivers.rfid import r2000
 
 EARTH_RADIUS_M = 6_371_000.0
@@ -93,7 +92,7 @@ def portal_passage(epcs: list[str], outer: int, inner: int, outward: bool, reads
     frames = []
     for epc in epcs:
         for antenna in (first, second):
-            frames += [enc.tag_record_frame(epc, antenna, rssi_dbm + (4 if i == 1 else 0))
+            frames += [m.tag_record_frame(epc, antenna, rssi_dbm + (4 if i == 1 else 0))
                        for i in range(reads_per_side)]
     return b"".join(frames)
 
@@ -134,9 +133,14 @@ class _CommandedDevice:
 
 
 class R2000Reader(_CommandedDevice):
-    """Answers like an R2000 reader: 0x10 success, 0x4C for an output power above 33 dBm."""
+    """Answers like an R2000 reader with `antennas` ports: 0x10 success, 0x4C for an output power above
+    33 dBm, 0x3B for a work antenna it does not have."""
 
     HEADER = r2000.HEAD
+
+    def __init__(self, fd: int, antennas: int = 4) -> None:
+        super().__init__(fd)
+        self.antennas = antennas
 
     def _host_frame_length(self, length_byte: int) -> int:
         return length_byte + 2
@@ -145,8 +149,11 @@ class R2000Reader(_CommandedDevice):
         return (frame[3], frame[4:-1]) if r2000.checksum(frame[:-1]) == frame[-1] else None
 
     def _answer(self, command: int, payload: bytes) -> bytes:
-        refused = command == r2000.CMD_SET_OUTPUT_POWER and payload[:1] > b"\x21"
-        return r2000.frame(1, command, bytes([0x4C if refused else r2000.SUCCESS]))
+        if command == r2000.CMD_SET_OUTPUT_POWER and payload[:1] > b"\x21":
+            return r2000.frame(1, command, bytes([0x4C]))
+        if command == r2000.CMD_SET_WORK_ANTENNA and payload[0] >= self.antennas:
+            return r2000.frame(1, command, bytes([0x3B]))
+        return r2000.frame(1, command, bytes([r2000.SUCCESS]))
 
 
 class MercuryModule(_CommandedDevice):
@@ -165,7 +172,7 @@ class MercuryModule(_CommandedDevice):
         invalid = (opcode == m.OP_SET_READ_TX_POWER and int.from_bytes(payload[:2], "big", signed=True) > 3000) or (
             opcode == m.OP_SET_REGION and payload[:1] not in {bytes([c]) for c in m.REGIONS.values()})
         if invalid:
-            return enc.response(opcode, b"", status=0x0105)
+            return m.response(opcode, b"", status=0x0105)
         if opcode == m.OP_MULTI_PROTOCOL_TAG_OP:
-            return enc.response(opcode, bytes.fromhex("01220000"))
-        return enc.response(opcode)
+            return m.response(opcode, bytes.fromhex("01220000"))
+        return m.response(opcode)

@@ -12,10 +12,9 @@ from typing import Any
 from common.contract import iso_ms
 from common.metrics import Sample, serve
 from device_drivers.gps import NmeaDecoder
-from device_drivers.rfid import decoder_for, mercury_encoder
+from device_drivers.rfid import protocol
 from device_drivers.types import Fix, TagRead
 from firmware_configs import GatewayProfile, load_profile
-from firmware_configs.profile import Reader
 from gateway.devices import DeviceReader
 from gateway.gps_filter import TrackFilter
 from gateway.outbox import Outbox
@@ -26,13 +25,6 @@ from gateway.watchdog import Watchdog
 log = logging.getLogger(__name__)
 TICK_S = 0.1
 GPS_DEVICE = "gps"
-
-
-def _start_commands(reader: Reader) -> bytes:
-    """What a reader needs to hear before it streams reads."""
-    if reader.protocol == "thingmagic-mercury":
-        return mercury_encoder.start_continuous_read()
-    return b""
 
 
 def _fix_event(vehicle: str, fix: Fix) -> dict[str, Any]:
@@ -56,8 +48,8 @@ class Gateway:
         self.observations = 0
 
     def run(self, stop: threading.Event) -> None:
-        devices = [DeviceReader(r.name, r.port, r.baud, lambda r=r: decoder_for(r.protocol, r.name), self.queue, stop,
-                                on_open=_start_commands(r)) for r in self.profile.readers]
+        devices = [DeviceReader(r.name, r.port, r.baud, lambda r=r: protocol(r.protocol).decoder(r.name), self.queue,
+                                stop, on_open=protocol(r.protocol).start) for r in self.profile.readers]
         if self.profile.gps:
             gps = self.profile.gps
             devices.append(DeviceReader(GPS_DEVICE, gps.port, gps.baud, NmeaDecoder, self.queue, stop))

@@ -172,12 +172,13 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_config_apply(args: argparse.Namespace) -> int:
+    from device_drivers.rfid.protocol import CommandRefused
     from firmware_configs import load_profile
     from firmware_configs.apply import apply_profile
 
     try:
         applied = apply_profile(load_profile(args.file))
-    except (ValueError, TimeoutError, OSError) as exc:
+    except (ValueError, TimeoutError, OSError, CommandRefused) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for reader, steps in applied.items():

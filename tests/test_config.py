@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from device_drivers.rfid.mercury import ModuleError
+from device_drivers.rfid.r2000 import ReaderError
 from device_drivers.simulators import MercuryModule, R2000Reader, open_pty_pair
 from firmware_configs import load_profile, validate_file
 from firmware_configs.apply import apply_reader, commands
@@ -81,10 +82,11 @@ def _reader(power: float, protocol: str = "thingmagic-mercury") -> Reader:
                                   "antennas": [{"port": 1, "read_point": "wh/d3", "power_dbm": power}]})
 
 
-def _run_module(fd: int, stop: threading.Event, protocol: str = "thingmagic-mercury") -> MercuryModule | R2000Reader:
+def _run_module(fd: int, stop: threading.Event, protocol: str = "thingmagic-mercury",
+                module: MercuryModule | R2000Reader | None = None) -> MercuryModule | R2000Reader:
     """Serve a simulated reader on the master side; start it once the port is open (a master without
     an open slave reads EIO)."""
-    module = SIMULATORS[protocol](fd)
+    module = module or SIMULATORS[protocol](fd)
 
     def serve() -> None:
         while not stop.is_set():
@@ -123,3 +125,31 @@ def test_a_refused_setting_is_a_clear_error() -> None:
         apply_reader(reader, port)
     stop.set()
     os.close(fd)
+
+
+def test_a_refusal_is_the_readers_own_error() -> None:
+    """An R2000 with two ports asked for antenna 4: its own error, in its own words."""
+    fd, path = open_pty_pair()
+    stop = threading.Event()
+    reader = Reader.model_validate({**_reader(27, "impinj-r2000").model_dump(),
+                                    "antennas": [{"port": 4, "read_point": "wh/d3", "power_dbm": 27}]})
+    with serial.Serial(path, timeout=0.2) as port, pytest.raises(ReaderError, match="0x74 with 0x3B: invalid antenna"):
+        _run_module(fd, stop, module=R2000Reader(fd, antennas=2))
+        apply_reader(reader, port)
+    stop.set()
+    os.close(fd)
+
+
+def test_config_apply_reports_a_refusal_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fd, path = open_pty_pair()
+    stop = threading.Event()
+    profile = tmp_path / "gate.yaml"
+    profile.write_text(f"gateway: {{id: dock-1}}\nreaders:\n  - name: d3\n    protocol: impinj-r2000\n"
+                       f"    port: {path}\n    antennas:\n      - {{port: 4, read_point: wh/d3, power_dbm: 27}}\n")
+    held = os.open(path, os.O_RDWR | os.O_NOCTTY)  # the port stays open while the CLI opens it on its own
+    _run_module(fd, stop, module=R2000Reader(fd, antennas=2))
+    assert main(["config", "apply", str(profile)]) == 1
+    stop.set()
+    os.close(held)
+    os.close(fd)
+    assert capsys.readouterr().err.strip() == "error: d3: reader answered command 0x74 with 0x3B: invalid antenna"

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from device_drivers.rfid import decoder_for
-from device_drivers.rfid import mercury_encoder as enc
+from device_drivers.rfid import mercury as enc
 from device_drivers.rfid.mercury import crc16
 
 

@@ -5,12 +5,14 @@ implementation each one was taken from beside it."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from device_drivers import rfid
 from device_drivers.rfid import decoder_for, em4100, r2000
 
 
@@ -75,3 +77,11 @@ def test_r2000_round_trip(epc: bytes, antenna: int, rssi: int, index: int) -> No
 def test_em4100_round_trip(card: bytes) -> None:
     (read,) = decoder_for("em4100").feed(em4100.encode(card.hex()))
     assert read.epc == card.hex().upper()
+
+
+def test_every_protocol_module_is_in_the_registry() -> None:
+    """A protocol module whose line in the table was forgotten would never be offered to a profile."""
+    modules = [f.stem for f in Path(rfid.__file__).parent.glob("*.py") if f.stem not in ("__init__", "protocol")]
+    records = {importlib.import_module(f"device_drivers.rfid.{m}").PROTOCOL for m in modules}
+    assert records == set(rfid.PROTOCOLS.values())
+    assert all(rfid.PROTOCOLS[name].name == name for name in rfid.PROTOCOLS)

@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 
 from device_drivers.framing import MAX_BUFFER
 from device_drivers.gps import MAX_LINE, NmeaDecoder
-from device_drivers.rfid import decoder_for, em4100, r2000
-from device_drivers.rfid import mercury_encoder as mercury
+from device_drivers.rfid import decoder_for, em4100, mercury, r2000
 from device_drivers.simulators import fix_sentences
 from tests.test_drivers_gps import ts_example
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from device_drivers.rfid import mercury_encoder as enc
+from device_drivers.rfid import mercury as enc
 from firmware_configs import load_profile
 from gateway.runner import Gateway
 from launcher.embedded import free_port

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from device_drivers.rfid import mercury_encoder as enc
+from device_drivers.rfid import mercury as enc
 from device_drivers.simulators import open_pty_pair
 from firmware_configs import load_profile
 from gateway.runner import Gateway

@@ -1,37 +1,35 @@
-"""UHF/LF RFID reader protocols, registered by name so a profile can say `protocol: thingmagic-mercury`."""
+"""UHF/LF RFID reader protocols, by the name a profile gives them (`protocol: thingmagic-mercury`).
+
+This table is the one place that lists them: a new protocol is its module (decoder, command encoder,
+configuration steps, error type, built into a `ReaderProtocol`) and one line here.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from device_drivers.framing import StreamDecoder
+from device_drivers.rfid import em4100, epc_lines, mercury, r2000
+from device_drivers.rfid.protocol import ReaderProtocol
 from device_drivers.types import TagRead
 
-_REGISTRY: dict[str, Callable[[str], StreamDecoder[TagRead]]] = {}
-
-
-def register(name: str) -> Callable[[type], type]:
-    def deco(cls: type) -> type:
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
+PROTOCOLS: dict[str, ReaderProtocol] = {p.name: p for p in (
+    mercury.PROTOCOL,
+    r2000.PROTOCOL,
+    em4100.PROTOCOL,
+    epc_lines.PROTOCOL,
+)}
 
 
 def protocols() -> list[str]:
-    _load_all()
-    return sorted(_REGISTRY)
+    return sorted(PROTOCOLS)
+
+
+def protocol(name: str) -> ReaderProtocol:
+    try:
+        return PROTOCOLS[name]
+    except KeyError:
+        raise ValueError(f"unknown RFID protocol {name!r}; known: {', '.join(protocols())}") from None
 
 
 def decoder_for(name: str, reader: str = "") -> StreamDecoder[TagRead]:
     """A fresh stream decoder of the named reader protocol."""
-    _load_all()
-    try:
-        return _REGISTRY[name](reader)
-    except KeyError:
-        raise ValueError(f"unknown RFID protocol {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
-
-
-def _load_all() -> None:
-    # Each protocol module registers itself on import.
-    from device_drivers.rfid import em4100, epc_lines, mercury, r2000  # noqa: F401
+    return protocol(name).decoder(reader)

@@ -11,7 +11,7 @@ import operator
 from datetime import UTC, datetime
 
 from device_drivers.framing import StreamDecoder
-from device_drivers.rfid import register
+from device_drivers.rfid.protocol import ReaderProtocol
 from device_drivers.types import TagRead
 
 STX, ETX = 0x02, 0x03
@@ -27,7 +27,6 @@ def encode(card_hex: str) -> bytes:
     return bytes([STX]) + f"{card_hex.upper()}{check:02X}".encode() + bytes([ETX])
 
 
-@register("em4100")
 class Em4100Decoder(StreamDecoder[TagRead]):
     def __init__(self, reader: str = "") -> None:
         super().__init__()
@@ -47,3 +46,6 @@ class Em4100Decoder(StreamDecoder[TagRead]):
     def _decode(self, frame: bytes) -> list[TagRead]:
         return [TagRead(epc=frame[1:11].decode().upper(), antenna=1, rssi_dbm=None, read_at=datetime.now(UTC),
                         reader=self.reader)]
+
+
+PROTOCOL = ReaderProtocol("em4100", Em4100Decoder)

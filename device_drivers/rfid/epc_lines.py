@@ -6,14 +6,13 @@ import re
 from datetime import UTC, datetime
 
 from device_drivers.framing import StreamDecoder
-from device_drivers.rfid import register
+from device_drivers.rfid.protocol import ReaderProtocol
 from device_drivers.types import TagRead
 
 MAX_LINE = 130  # 496-bit EPC in hex plus CR LF
 _EPC = re.compile(rb"^(?:[0-9A-Fa-f]{4}){1,31}$")
 
 
-@register("epc-lines")
 class EpcLinesDecoder(StreamDecoder[TagRead]):
     def __init__(self, reader: str = "") -> None:
         super().__init__(max_buffer=MAX_LINE)
@@ -33,3 +32,6 @@ class EpcLinesDecoder(StreamDecoder[TagRead]):
     def _decode(self, frame: bytes) -> list[TagRead]:
         return [TagRead(epc=frame.decode().upper(), antenna=1, rssi_dbm=None, read_at=datetime.now(UTC),
                         reader=self.reader)]
+
+
+PROTOCOL = ReaderProtocol("epc-lines", EpcLinesDecoder)

@@ -1,4 +1,5 @@
-"""ThingMagic / JADAK Mercury embedded-module serial protocol (M6e, Micro, Nano).
+"""ThingMagic / JADAK Mercury embedded-module serial protocol (M6e, Micro, Nano): frames, decoder,
+command encoder, and the frames the module sends (for simulators).
 
 Frame: 0xFF, length of data, opcode, [status (2 bytes), module → host only], data, CRC-16.
 The CRC uses the CCITT polynomial 0x1021 with init 0xFFFF, but shifts the message bits into the
@@ -10,11 +11,11 @@ from __future__ import annotations
 
 from array import array
 from binascii import crc_hqx
-from collections import deque
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from device_drivers.framing import StreamDecoder
-from device_drivers.rfid import register
+from device_drivers.rfid.protocol import Command, CommandRefused, ReaderProtocol
 from device_drivers.types import TagRead
 
 HEADER = 0xFF
@@ -85,11 +86,11 @@ def crc16(data: bytes | bytearray) -> int:
     return _UNSHIFT[crc_hqx(data, _INIT)]
 
 
-class ModuleError(Exception):
+class ModuleError(CommandRefused):
     def __init__(self, opcode: int, status: int) -> None:
-        self.opcode, self.status = opcode, status
-        super().__init__(f"module answered opcode 0x{opcode:02X} with status 0x{status:04X}: "
-                         f"{STATUS_TEXT.get(status, 'unknown status')}")
+        self.opcode = opcode
+        super().__init__(opcode, status, f"module answered opcode 0x{opcode:02X} with status 0x{status:04X}: "
+                                         f"{STATUS_TEXT.get(status, 'unknown status')}")
 
 
 def split_response(frame: bytes) -> tuple[int, int, bytes]:
@@ -97,15 +98,14 @@ def split_response(frame: bytes) -> tuple[int, int, bytes]:
     return frame[2], int.from_bytes(frame[3:5], "big"), bytes(frame[5:-2])
 
 
-@register("thingmagic-mercury")
 class MercuryDecoder(StreamDecoder[TagRead]):
-    """Module → host stream; continuous-read tag records become TagReads, other frames are counted."""
+    """Module → host stream; continuous-read tag records become TagReads, answers to commands go to
+    `responses`."""
 
     def __init__(self, reader: str = "") -> None:
         super().__init__()
         self.reader = reader
         self.errors: list[ModuleError] = []
-        self.responses: deque[tuple[int, int, bytes]] = deque(maxlen=64)  # answers to commands
 
     HEADER = HEADER
     BAD = "bad crc"
@@ -168,3 +168,86 @@ def decode_tag_records(data: bytes, reader: str = "") -> list[TagRead]:
             phase=meta.get("phase"),
         ))
     return reads
+
+
+# --- host → module commands, and module → host frames for simulators ----------------------------
+
+FULL_METADATA = 0x01FF  # every field: reads, RSSI, antenna, frequency, timestamp, phase, protocol, data, GPIO
+GEN2 = 0x05
+
+
+def _frame(body: bytes) -> bytes:
+    if len(body) - 1 > 0xFF + 3:
+        raise ValueError("frame data longer than 255 bytes")
+    return bytes([HEADER]) + body + crc16(body).to_bytes(2, "big")
+
+
+def command(opcode: int, data: bytes = b"") -> bytes:
+    """Host → module: 0xFF, len, opcode, data, CRC."""
+    if len(data) > 0xFF:
+        raise ValueError("command data longer than 255 bytes")
+    return _frame(bytes([len(data), opcode]) + data)
+
+
+def response(opcode: int, data: bytes = b"", status: int = STATUS_OK) -> bytes:
+    """Module → host: 0xFF, len, opcode, status, data, CRC."""
+    if len(data) > 0xFF:
+        raise ValueError("response data longer than 255 bytes")
+    return _frame(bytes([len(data), opcode]) + status.to_bytes(2, "big") + data)
+
+
+def set_region(region: str) -> bytes:
+    try:
+        return command(OP_SET_REGION, bytes([REGIONS[region]]))
+    except KeyError:
+        raise ValueError(f"unknown region {region!r}; known: {', '.join(REGIONS)}") from None
+
+
+def set_read_power(dbm: float) -> bytes:
+    """Read power in dBm, sent in centi-dBm."""
+    return command(OP_SET_READ_TX_POWER, round(dbm * 100).to_bytes(2, "big", signed=True))
+
+
+def set_antenna(port: int) -> bytes:
+    """Transmit and receive on this antenna port (monostatic)."""
+    return command(OP_SET_ANTENNA_PORT, bytes([port, port]))
+
+
+def set_gen2_protocol() -> bytes:
+    return command(OP_SET_TAG_PROTOCOL, (GEN2).to_bytes(2, "big"))
+
+
+def start_continuous_read() -> bytes:
+    # Multi-protocol tag op: stream Gen2 reads (search flags 0x001B, 1000 ms on) with full metadata.
+    return command(OP_MULTI_PROTOCOL_TAG_OP, bytes.fromhex("00000122000005072210001B03E801FF"))
+
+
+def stop_continuous_read() -> bytes:
+    return command(OP_MULTI_PROTOCOL_TAG_OP, bytes.fromhex("000002"))
+
+
+def tag_record_frame(epc_hex: str, antenna: int, rssi_dbm: int, frequency_khz: int = 915_250,
+                     timestamp_ms: int = 0, phase: int = 0, reads: int = 1) -> bytes:
+    """A streaming tag-read frame exactly as the module sends it (opcode 0x22, full metadata)."""
+    epc = bytes.fromhex(epc_hex)
+    pc = ((len(epc) // 2) << 11).to_bytes(2, "big")  # PC word: EPC length in 16-bit words
+    tag = pc + epc + crc16(epc).to_bytes(2, "big")
+    record = (bytes([reads]) + rssi_dbm.to_bytes(1, "big", signed=True) + bytes([(antenna << 4) | antenna])
+              + frequency_khz.to_bytes(3, "big") + timestamp_ms.to_bytes(4, "big") + phase.to_bytes(2, "big")
+              + bytes([GEN2]) + b"\x00\x00" + b"\x0f" + (len(tag) * 8).to_bytes(2, "big") + tag)
+    data = bytes([0x10]) + (0x001B).to_bytes(2, "big") + FULL_METADATA.to_bytes(2, "big") + b"\x01" + record
+    return response(OP_READ_TAG_ID_MULTIPLE, data)
+
+
+def configure(region: str, power_dbm: Mapping[int, float]) -> list[Command]:
+    """The commands that put a module into a profile's region and read power, in the order it needs them.
+    The module has one read power for all ports: the highest asked for is applied (and checked)."""
+    power, first = max(power_dbm.values()), next(iter(power_dbm))
+    return [Command(f"region {region}", set_region(region), OP_SET_REGION),
+            Command("protocol Gen2", set_gen2_protocol(), OP_SET_TAG_PROTOCOL),
+            Command(f"antenna {first}", set_antenna(first), OP_SET_ANTENNA_PORT),
+            Command(f"read power {power} dBm", set_read_power(power), OP_SET_READ_TX_POWER)]
+
+
+PROTOCOL = ReaderProtocol("thingmagic-mercury", MercuryDecoder, configure, start=start_continuous_read(),
+                          refused=ModuleError)

@@ -6,11 +6,11 @@ two's complement of the sum of every byte before it, the 0xA0 head included.
 
 from __future__ import annotations
 
-from collections import deque
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from device_drivers.framing import StreamDecoder
-from device_drivers.rfid import register
+from device_drivers.rfid.protocol import Command, CommandRefused, ReaderProtocol
 from device_drivers.types import TagRead
 
 HEAD = 0xA0
@@ -43,22 +43,21 @@ def _pc_epc_bytes(pc: int) -> int:
     return ((pc >> 11) & 0x1F) * 2
 
 
-class ReaderError(Exception):
+class ReaderError(CommandRefused):
     def __init__(self, command: int, code: int) -> None:
-        self.command, self.code = command, code
-        super().__init__(f"reader answered command 0x{command:02X} with 0x{code:02X}: {ERRORS.get(code, 'unknown')}")
+        self.code = code
+        super().__init__(command, code, f"reader answered command 0x{command:02X} with 0x{code:02X}: "
+                                        f"{ERRORS.get(code, 'unknown')}")
 
 
-@register("impinj-r2000")
 class R2000Decoder(StreamDecoder[TagRead]):
-    """Reader → host frames: real-time inventory tags and inventory-buffer tags become TagReads."""
+    """Reader → host frames: real-time inventory tags and inventory-buffer tags become TagReads;
+    one-byte answers to commands go to `responses` (0x10 success as status 0)."""
 
     def __init__(self, reader: str = "") -> None:
         super().__init__()
         self.reader = reader
         self.errors: list[ReaderError] = []
-        # Answers to commands as (command, status, data), status 0 for success as with Mercury.
-        self.responses: deque[tuple[int, int, bytes]] = deque(maxlen=64)
 
     HEADER = HEAD
 
@@ -129,3 +128,14 @@ def tag_frame(epc_hex: str, antenna: int, rssi_dbm: int, freq_index: int = 26, a
     pc = ((len(epc) // 2) << 11).to_bytes(2, "big")
     return frame(address, CMD_REAL_TIME_INVENTORY,
                  bytes([(freq_index << 2) | (antenna - 1)]) + pc + epc + bytes([rssi_dbm + RSSI_OFFSET]))
+
+
+def configure(region: str, power_dbm: Mapping[int, float]) -> list[Command]:
+    """Output power (one for all ports: the highest asked for) and the work antenna. The region is
+    the reader's factory setting."""
+    power, first = round(max(power_dbm.values())), next(iter(power_dbm))
+    return [Command(f"output power {power} dBm", set_output_power(power), CMD_SET_OUTPUT_POWER),
+            Command(f"work antenna {first}", set_work_antenna(first), CMD_SET_WORK_ANTENNA)]
+
+
+PROTOCOL = ReaderProtocol("impinj-r2000", R2000Decoder, configure, refused=ReaderError)
