@@ -19,8 +19,21 @@ from tracking_api import pages, problems
 from tracking_api.auth import KeyCache, RateLimit
 from tracking_api.deps import Admission, open_pool
 from tracking_api.live import Live
+from tracking_api.models import Health
 from tracking_api.request_metrics import RequestMetrics, RequestStats
-from tracking_api.routes import customers, demands, dispatch, epcis, feedback, shipments, webhooks
+from tracking_api.routes import (
+    customers,
+    demands,
+    docks,
+    epcis,
+    exceptions,
+    feedback,
+    shared,
+    shipments,
+    streams,
+    vehicles,
+    webhooks,
+)
 
 HEALTH_TIMEOUT_S = 3.0
 LIVE_START_TIMEOUT_S = 5.0
@@ -46,6 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
 
     app = FastAPI(title="cargotrace tracking API", version="1.0", lifespan=lifespan,
+                  responses={"4XX": problems.documented("a problem with the request")},
                   description="Shipment status for customers, exceptions and fleet for dispatchers, demand upsert "
                               "for the CRM. Authenticate with `Authorization: Bearer <API key>`. Errors are RFC 9457 "
                               "problem details. Lists page with a cursor: pass `next_after` back as `after`.")
@@ -57,14 +71,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(Admission, slots=settings.api_pool_size - 1)
     app.add_middleware(RequestMetrics, stats=stats)
     problems.install(app)
-    for router in (shipments.router, feedback.router, dispatch.router, demands.router, customers.router):
-        app.include_router(router)
-    app.include_router(webhooks.router)
-    app.include_router(epcis.router)
+    for routes in (shipments, shared, feedback, epcis, streams, exceptions, vehicles, docks, demands, customers,
+                   webhooks):
+        app.include_router(routes.router)
     pages.mount(app)
 
-    @app.get("/healthz", tags=["ops"])
-    def healthz(request: Request) -> dict[str, Any]:
+    @app.get("/healthz", tags=["ops"], response_model=Health, response_model_exclude_none=True,
+             responses={503: problems.documented("the database or the broker does not answer")})
+    def healthz(request: Request) -> Any:
         if not _database_answers(request.app.state.pool):
             raise HTTPException(503, "the database does not answer")
         if settings.mqtt_url and not _reachable(settings.mqtt_url):

@@ -83,3 +83,16 @@ def require(*roles: str) -> Callable[[Principal], Principal]:
         return who
 
     return check
+
+
+# Who reads shipments, their trails and share links: customers (their own) and the staff who name one.
+shipment_reader = require("customer", "dispatcher", "admin")
+
+
+def owner(who: Principal, customer_id: str | None) -> str:
+    """The customer a request is about: customers see their own; staff name the customer."""
+    if who.role == "customer":
+        return who.customer_id or ""
+    if not customer_id:
+        raise HTTPException(422, "customer_id is required for this role")
+    return customer_id

@@ -13,12 +13,14 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 from psycopg_pool import ConnectionPool
 
 from common.settings import Settings
+from tracking_api import share
 from tracking_api.auth import principal
 from tracking_api.keys import Principal
+from tracking_api.params import Token
 
 API_ROLE = "cargotrace_api"
 _TENANT = "SELECT set_config('cargotrace.role', %s, true), set_config('cargotrace.customer_id', %s, true)"
@@ -53,6 +55,21 @@ def db_read(request: Request, who: Principal = Depends(principal)) -> Iterator[p
     """The read replica when one is configured (may lag the primary by its replication delay)."""
     with tenant(request.app.state.read_pool, who) as conn:
         yield conn
+
+
+def shared(request: Request, token: Token) -> Principal:
+    """A share link's token is the credential: read-only, one shipment (request.state.shared_ref),
+    until it expires."""
+    request.app.state.rate_limit.check("share:" + token[:24])
+    with request.app.state.pool.connection() as c:
+        try:
+            link = share.verify(c, token)
+        except share.ExpiredToken:
+            raise HTTPException(410, "this share link has expired") from None
+        except share.InvalidToken:
+            raise HTTPException(404, "no such share link") from None
+    request.state.shared_ref = link.external_ref
+    return Principal("customer", link.customer_id, "share")
 
 
 class Admission:

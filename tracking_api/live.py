@@ -17,14 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from fastapi.encoders import jsonable_encoder
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
+from pydantic import BaseModel
 
 from storage.vocabulary import CHANNELS, CUSTOMER_VISIBLE_EXCEPTIONS, EVENTS_CHANNEL, EXCEPTIONS_CHANNEL, STATUS_CHANNEL
 from tracking_api import queries
 from tracking_api.deps import tenant
 from tracking_api.keys import Principal
+from tracking_api.models import ExceptionNotice, RouteException, Shipment, VehiclePosition
 
 log = logging.getLogger(__name__)
 QUEUE_SIZE = 256
@@ -38,6 +39,11 @@ class Change:
     customer_id: str | None = None
     external_ref: str | None = None
     vehicle_id: str | None = None
+    shape: type[BaseModel] | None = None  # the model its data is written as; by its event when None
+
+
+# The events' data, written by the models of the JSON answers so a page reads both alike.
+SHAPES: dict[str, type[BaseModel]] = {"status": Shipment, "position": VehiclePosition, "exception": RouteException}
 
 
 @dataclass(eq=False)
@@ -70,7 +76,7 @@ class Subscription:
         if self.customer_id is None or change.event != "exception":
             return change
         return Change(change.event, {k: change.data[k] for k in ("external_ref", "type", "state", "opened_at")},
-                      change.customer_id, change.external_ref)
+                      change.customer_id, change.external_ref, shape=ExceptionNotice)
 
 
 class Live:
@@ -177,7 +183,8 @@ def _status_changes(conn: psycopg.Connection, demand_ids: set[int]) -> list[Chan
         return []
     rows = conn.execute("SELECT customer_id, external_ref FROM demands WHERE id = ANY(%s)",
                         (list(demand_ids),)).fetchall()
-    return [shipment_change(conn, customer_id, ref) for customer_id, ref in rows]
+    changes = [shipment_change(conn, customer_id, ref) for customer_id, ref in rows]
+    return [change for change in changes if change.data]  # a demand deleted since: nothing to show
 
 
 def shipment_change(conn: psycopg.Connection, customer_id: str, external_ref: str) -> Change:
@@ -196,5 +203,5 @@ def _exception_changes(conn: psycopg.Connection, exception_ids: set[int]) -> lis
 
 
 def _sse(change: Change) -> dict[str, str]:
-    # Encoded as the JSON responses are (ISO 8601 with a "T"), so a page compares them alike.
-    return {"event": change.event, "data": json.dumps(jsonable_encoder(change.data))}
+    shape = change.shape or SHAPES[change.event]
+    return {"event": change.event, "data": shape.model_validate(change.data).model_dump_json(by_alias=True)}

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from tracking_api.models import Problem
+
 PROBLEM = "application/problem+json"
+T = TypeVar("T")
 
 
 def problem(status: int, title: str, detail: str | None = None, headers: dict[str, str] | None = None,
@@ -18,6 +23,18 @@ def problem(status: int, title: str, detail: str | None = None, headers: dict[st
         body["detail"] = detail
     headers = {**(headers or {}), **({"WWW-Authenticate": "Bearer"} if status == 401 else {})}
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def found(value: T | None, what: str) -> T:
+    """The value, or 404 "no such ..." (also for another customer's: existence is not confirmed)."""
+    if value is None:
+        raise HTTPException(404, f"no such {what}")
+    return value
+
+
+def documented(description: str) -> dict[str, Any]:
+    """An error answer as the OpenAPI document describes it: problem details."""
+    return {"description": description, "content": {PROBLEM: {"schema": Problem.model_json_schema()}}}
 
 
 def install(app: FastAPI) -> None:

@@ -102,6 +102,8 @@ def customer_exists(conn: psycopg.Connection, customer_id: str) -> bool:
     return conn.execute("SELECT 1 FROM customers WHERE id = %s", (customer_id,)).fetchone() is not None
 
 
+SUBSCRIPTION = "id, customer_id, url, event_types, active, disabled_reason, eta_threshold_s, created_at"
+
 _EXCEPTIONS = """
 SELECT x.id, x.type, x.state, x.opened_at, x.acknowledged_at, x.resolved_at, x.note, x.evidence, x.vehicle_id,
        d.external_ref, d.customer_id
@@ -122,6 +124,10 @@ def exceptions(conn: psycopg.Connection, state: str | None = None, kind: str | N
                                          "id": exception_id, "after": after, "limit": limit}).fetchall()
 
 
+def exception(conn: psycopg.Connection, exception_id: int) -> dict[str, Any] | None:
+    return next(iter(exceptions(conn, exception_id=exception_id, limit=1)), None)
+
+
 def vehicles(conn: psycopg.Connection) -> list[dict]:
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute("SELECT id, name FROM vehicles ORDER BY id").fetchall()
@@ -139,3 +145,56 @@ def vehicles(conn: psycopg.Connection) -> list[dict]:
         row["last_position"] = last_position(conn, row["id"])
         row["trips"] = by_vehicle.get(row["id"], [])
     return rows
+
+
+def door_exists(conn: psycopg.Connection, site_id: str, door_id: str) -> bool:
+    return conn.execute("SELECT 1 FROM read_points WHERE site_id = %s AND door_id = %s",
+                        (site_id, door_id)).fetchone() is not None
+
+
+def vehicle_exists(conn: psycopg.Connection, vehicle_id: str) -> bool:
+    return conn.execute("SELECT 1 FROM vehicles WHERE id = %s", (vehicle_id,)).fetchone() is not None
+
+
+def service_level(conn: psycopg.Connection, customer_id: str) -> str | None:
+    row = conn.execute("SELECT service_level FROM customers WHERE id = %s", (customer_id,)).fetchone()
+    return row[0] if row else None
+
+
+def customer_record(conn: psycopg.Connection, customer_id: str) -> dict[str, Any] | None:
+    """The four blocks of a customer's record (basic information, inquiries and feedback, logistics
+    demand, demand changes), the newest 100 of each list; None when there is no such customer."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        basic = cur.execute("SELECT id, name, service_level, contact, exception_thresholds, created_at "
+                            "FROM customers WHERE id = %s", (customer_id,)).fetchone()
+        if basic is None:
+            return None
+        feedback = cur.execute(
+            "SELECT f.id, f.kind, f.rating, f.text, f.created_at, d.external_ref FROM feedback f "
+            "LEFT JOIN demands d ON d.id = f.demand_id WHERE f.customer_id = %s ORDER BY f.id DESC LIMIT 100",
+            (customer_id,)).fetchall()
+        demands = cur.execute(
+            "SELECT external_ref, status, status_at, delivery_to, eta, vehicle_id, rush, service_level FROM demands "
+            "WHERE customer_id = %s ORDER BY (status = 'delivered'), id DESC LIMIT 100", (customer_id,)).fetchall()
+        changes = cur.execute(
+            "SELECT d.external_ref, h.changed_at, h.changes FROM demand_history h JOIN demands d ON d.id = h.demand_id "
+            "WHERE d.customer_id = %s ORDER BY h.id DESC LIMIT 100", (customer_id,)).fetchall()
+    return {"basic": basic, "inquiries_and_feedback": feedback, "logistics_demand": demands,
+            "demand_changes": changes}
+
+
+def subscriptions(conn: psycopg.Connection) -> list[dict]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(f"SELECT {SUBSCRIPTION} FROM webhook_subscriptions ORDER BY id").fetchall()
+
+
+def deliveries(conn: psycopg.Connection, state: str | None, subscription_id: int | None, after: int,
+               limit: int) -> list[dict]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT id, subscription_id, webhook_id, event_type, state, attempts, next_attempt_at, last_status, "
+            "last_error, created_at, payload FROM webhook_deliveries "
+            "WHERE (%(state)s::text IS NULL OR state = %(state)s) "
+            "AND (%(sub)s::bigint IS NULL OR subscription_id = %(sub)s) "
+            "AND id > %(after)s ORDER BY id LIMIT %(limit)s",
+            {"state": state, "sub": subscription_id, "after": after, "limit": limit}).fetchall()

@@ -11,14 +11,16 @@ import pandas as pd
 import psycopg
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import Response
-from psycopg.rows import dict_row
 from pydantic import AwareDatetime
 
 from crm_link import kpi_chart, kpis
+from tracking_api import queries
 from tracking_api.auth import require
 from tracking_api.deps import db_read
 from tracking_api.keys import Principal
+from tracking_api.models import AbcClasses, AtRiskCustomers, CustomerKpis, CustomerRecord
 from tracking_api.params import Id
+from tracking_api.problems import found
 
 router = APIRouter(tags=["customers"])
 CustomerPath = Id
@@ -29,6 +31,7 @@ staff = require("dispatcher", "integration", "admin")
 anyone = require("customer", "dispatcher", "integration", "admin")
 MAX_PERIOD = timedelta(days=3 * 366)
 TREND_PERIODS = 3  # earlier periods of the same length beside the satisfaction index
+CSV = {200: {"content": {"text/csv": {}}, "description": "with ?format=csv or Accept: text/csv"}}
 
 
 def period(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
@@ -63,7 +66,7 @@ From = Annotated[AwareDatetime | None, Query(alias="from")]
 To = Annotated[AwareDatetime | None, Query(alias="to")]
 
 
-@router.get("/v1/customers/abc")
+@router.get("/v1/customers/abc", response_model=AbcClasses, responses=CSV)
 def abc_classes(request: Request, start: From = None, end: To = None, fmt: Format = None, accept: Accept = "",
                 who: Principal = Depends(staff), c: psycopg.Connection = Depends(db_read)) -> Any:
     """Pareto classes by shipment volume in the period (A: top 80 %, B: next 15 %, C: the rest)."""
@@ -73,7 +76,7 @@ def abc_classes(request: Request, start: From = None, end: To = None, fmt: Forma
     return table(classes, wants_csv(fmt, accept), "abc", "customers")
 
 
-@router.get("/v1/customers/at-risk")
+@router.get("/v1/customers/at-risk", response_model=AtRiskCustomers, responses=CSV)
 def at_risk(start: From = None, end: To = None, periods: Annotated[int, Query(ge=1, le=12)] = 3,
             drop: Annotated[float, Query(gt=0, le=1)] = 0.3, fmt: Format = None, accept: Accept = "",
             who: Principal = Depends(staff), c: psycopg.Connection = Depends(db_read)) -> Any:
@@ -86,7 +89,7 @@ def at_risk(start: From = None, end: To = None, periods: Annotated[int, Query(ge
     return table(kpis.churn_risk(current, previous, drop), wants_csv(fmt, accept), "at-risk", "customers")
 
 
-@router.get("/v1/customers/{customer_id}/kpis")
+@router.get("/v1/customers/{customer_id}/kpis", response_model=CustomerKpis, responses=CSV)
 def customer_kpis(customer_id: CustomerPath, start: From = None, end: To = None, fmt: Format = None,
                   accept: Accept = "", who: Principal = Depends(anyone),
                   c: psycopg.Connection = Depends(db_read)) -> Any:
@@ -95,7 +98,7 @@ def customer_kpis(customer_id: CustomerPath, start: From = None, end: To = None,
     frame = kpis.kpis(c, start, end, customer_id)
     if frame.empty:
         raise HTTPException(404, "no such customer")
-    level = c.execute("SELECT service_level FROM customers WHERE id = %s", (customer_id,)).fetchone()[0]
+    level = found(queries.service_level(c, customer_id), "customer")
     frame["satisfaction"] = [kpis.satisfaction(row, level) for row in frame.to_dict("records")]
     if wants_csv(fmt, accept):
         return table(frame, True, f"kpis-{customer_id}", "kpis")
@@ -108,7 +111,8 @@ def customer_kpis(customer_id: CustomerPath, start: From = None, end: To = None,
             "satisfaction_trend": trend}
 
 
-@router.get("/v1/customers/{customer_id}/kpis/{kpi}.svg", response_class=Response)
+@router.get("/v1/customers/{customer_id}/kpis/{kpi}.svg", response_class=Response,
+            responses={200: {"content": {"image/svg+xml": {}}, "description": "an SVG bar chart"}})
 def kpi_chart_svg(customer_id: CustomerPath, kpi: Literal[kpis.KPI_COLUMNS], start: From = None, end: To = None,
                   periods: Annotated[int, Query(ge=1, le=24)] = 6, who: Principal = Depends(anyone),
                   c: psycopg.Connection = Depends(db_read)) -> Response:
@@ -124,26 +128,10 @@ def kpi_chart_svg(customer_id: CustomerPath, kpi: Literal[kpis.KPI_COLUMNS], sta
     return Response(kpi_chart.svg(f"{customer_id}: {kpi}", points), media_type="image/svg+xml")
 
 
-@router.get("/v1/customers/{customer_id}")
+@router.get("/v1/customers/{customer_id}", response_model=CustomerRecord)
 def customer_record(customer_id: CustomerPath, who: Principal = Depends(anyone),
-                    c: psycopg.Connection = Depends(db_read)) -> dict[str, Any]:
+                    c: psycopg.Connection = Depends(db_read)) -> Any:
     """The customer record's four blocks: basic information, inquiries and feedback, logistics demand,
     demand changes."""
     own(who, customer_id)
-    with c.cursor(row_factory=dict_row) as cur:
-        basic = cur.execute("SELECT id, name, service_level, contact, exception_thresholds, created_at "
-                            "FROM customers WHERE id = %s", (customer_id,)).fetchone()
-        if basic is None:
-            raise HTTPException(404, "no such customer")
-        feedback = cur.execute(
-            "SELECT f.id, f.kind, f.rating, f.text, f.created_at, d.external_ref FROM feedback f "
-            "LEFT JOIN demands d ON d.id = f.demand_id WHERE f.customer_id = %s ORDER BY f.id DESC LIMIT 100",
-            (customer_id,)).fetchall()
-        demands = cur.execute(
-            "SELECT external_ref, status, status_at, delivery_to, eta, vehicle_id, rush, service_level FROM demands "
-            "WHERE customer_id = %s ORDER BY (status = 'delivered'), id DESC LIMIT 100", (customer_id,)).fetchall()
-        changes = cur.execute(
-            "SELECT d.external_ref, h.changed_at, h.changes FROM demand_history h JOIN demands d ON d.id = h.demand_id "
-            "WHERE d.customer_id = %s ORDER BY h.id DESC LIMIT 100", (customer_id,)).fetchall()
-    return {"basic": basic, "inquiries_and_feedback": feedback, "logistics_demand": demands,
-            "demand_changes": changes}
+    return found(queries.customer_record(c, customer_id), "customer")

@@ -13,6 +13,7 @@ from tracking_api import queries
 from tracking_api.auth import require
 from tracking_api.deps import db
 from tracking_api.keys import Principal
+from tracking_api.models import DemandReceipt
 from tracking_api.params import Ref
 
 router = APIRouter(tags=["integration"])
@@ -22,12 +23,13 @@ class DemandUpsert(DemandRecord):
     customer_id: str = Field(min_length=1, max_length=64, description="the customer who owns the demand")
 
 
-@router.put("/v1/demands/{external_ref}", status_code=200,
+@router.put("/v1/demands/{external_ref}", status_code=200, response_model=DemandReceipt,
+            responses={201: {"model": DemandReceipt, "description": "created"}},
             description="Idempotent on (customer_id, external_ref): re-sending a record changes nothing; "
                         "a changed one is kept in the demand's history. 201 when created.")
 def put_demand(external_ref: Ref, body: DemandUpsert, response: Response,
                who: Principal = Depends(require("integration", "admin")),
-               c: psycopg.Connection = Depends(db)) -> dict[str, Any]:
+               c: psycopg.Connection = Depends(db)) -> Any:
     if not queries.customer_exists(c, body.customer_id):
         raise HTTPException(422, f"unknown customer: {body.customer_id}")
     try:

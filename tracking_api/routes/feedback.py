@@ -6,14 +6,17 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import psycopg
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from storage.vocabulary import FEEDBACK_KINDS
+from tracking_api import writes
+from tracking_api.auth import owner, shipment_reader
 from tracking_api.deps import db
 from tracking_api.keys import Principal
-from tracking_api.params import Ref
-from tracking_api.routes.shipments import CustomerId, owner, reader
+from tracking_api.models import FeedbackReceipt
+from tracking_api.params import CustomerId, Ref
+from tracking_api.problems import found
 
 router = APIRouter(tags=["customer"])
 
@@ -35,14 +38,8 @@ class Feedback(BaseModel):
         return self
 
 
-@router.post("/v1/shipments/{external_ref}/feedback", status_code=201)
+@router.post("/v1/shipments/{external_ref}/feedback", status_code=201, response_model=FeedbackReceipt)
 def post_feedback(external_ref: Ref, body: Feedback, customer_id: CustomerId = None,
-                  who: Principal = Depends(reader), c: psycopg.Connection = Depends(db)) -> dict[str, Any]:
-    row = c.execute(
-        "INSERT INTO feedback (customer_id, demand_id, kind, rating, text) "
-        "SELECT d.customer_id, d.id, %s, %s, %s FROM demands d WHERE d.customer_id = %s AND d.external_ref = %s "
-        "RETURNING id, kind, rating, created_at",
-        (body.kind, body.rating, body.text, owner(who, customer_id), external_ref)).fetchone()
-    if row is None:
-        raise HTTPException(404, "no such shipment")
-    return {"id": row[0], "external_ref": external_ref, "kind": row[1], "rating": row[2], "created_at": row[3]}
+                  who: Principal = Depends(shipment_reader), c: psycopg.Connection = Depends(db)) -> Any:
+    return found(writes.add_feedback(c, owner(who, customer_id), external_ref, body.kind, body.rating, body.text),
+                 "shipment")
