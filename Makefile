@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# What the demo runs (the edge and the central services), and that plus the test tools
+RUNTIME := $(VENV)/.installed-runtime
+DEV     := $(VENV)/.installed-dev
 # PostgreSQL + TimescaleDB compiled to WASM, for the TimescaleDB statements (Debian has no package)
 PGLITE := tests/pglite/node_modules/.package-lock.json
 # Leaflet for the web pages, from npm (never committed)
@@ -10,13 +12,19 @@ WEB    := tracking_api/web/node_modules/.package-lock.json
 
 .PHONY: demo test test-all lint services clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
-	touch $(STAMP)
 
-demo: $(STAMP) $(WEB)
+$(RUNTIME): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[gateway,central]'
+	touch $@
+
+$(DEV): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[gateway,central,dev]'
+	touch $@
+
+demo: $(RUNTIME) $(WEB)
 	$(BIN)/cargotrace up --demo
 
 services:
@@ -28,14 +36,14 @@ $(PGLITE): tests/pglite/package-lock.json
 $(WEB): tracking_api/web/package-lock.json
 	npm ci --prefix tracking_api/web --no-audit --no-fund || echo "npm failed: the web pages will lack their map"
 
-test: $(STAMP) services $(PGLITE) $(WEB)
+test: $(DEV) services $(PGLITE) $(WEB)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
-test-all: $(STAMP) services $(PGLITE) $(WEB)
+test-all: $(DEV) services $(PGLITE) $(WEB)
 	$(BIN)/pytest -m ''
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check .
 
 clean:

@@ -1,9 +1,25 @@
-import argparse
-import logging
+"""`cargotrace-gateway --config PROFILE` (or `python -m gateway`): the edge process alone, as an edge box
+installs it (`pip install 'cargotrace[gateway]'`)."""
 
+from __future__ import annotations
+
+import argparse
+
+from common import logs
 from gateway.runner import run
 
-parser = argparse.ArgumentParser(prog="python -m gateway", description="run an edge gateway from its profile")
-parser.add_argument("--config", required=True, metavar="FILE")
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-run(parser.parse_args().config)
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cargotrace-gateway", description="run an edge gateway from its profile")
+    parser.add_argument("--config", required=True, metavar="FILE", help="gateway profile (YAML)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="json: one JSON object per line, for log shippers")
+    args = parser.parse_args(argv)
+    logs.configure(args.verbose, args.log_format == "json")
+    run(args.config)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -7,10 +7,24 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from common import logs
-from common.settings import get_settings
 from storage.vocabulary import ROLES
+
+if TYPE_CHECKING:
+    from common.settings import Settings
+
+# Commands an edge box runs (`pip install 'cargotrace[gateway]'`); the others need the central extra.
+EDGE_COMMANDS = ("gateway", "config")
+PROJECT = ("common", "device_drivers", "firmware_configs", "gateway", "storage", "ingest", "crm_link", "tracking_api",
+           "launcher")
+
+
+def get_settings() -> Settings:
+    from common.settings import get_settings as settings  # pydantic-settings: central only, not on an edge box
+
+    return settings()
 
 
 def _database_url() -> str:
@@ -272,7 +286,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.configure(args.verbose, args.log_format == "json")
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ModuleNotFoundError as exc:
+        if not exc.name or exc.name.split(".")[0] in PROJECT:
+            raise
+        extra = "gateway" if args.command in EDGE_COMMANDS else "central"
+        sys.exit(f"error: `cargotrace {args.command}` needs the {extra} extra: pip install 'cargotrace[{extra}]' "
+                 f"(no module {exc.name})")
 
 
 if __name__ == "__main__":
