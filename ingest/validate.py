@@ -61,6 +61,18 @@ def _time(value: str, now: datetime) -> datetime:
     return ts
 
 
+# Fields the contract calls integers. JSON Schema's `integer` also admits 7.0, which the database's
+# binary COPY refuses: these must be JSON integers exactly.
+INTEGERS = {"rfid": ("seq", "antenna", "reads"), "gps": ("seq", "sats", "quality")}
+
+
+def _integers(kind: str, events: list[dict[str, Any]]) -> None:
+    for i, event in enumerate(events):
+        for name in INTEGERS[kind]:
+            if isinstance(event[name], float):
+                raise Rejected("schema violation", f"events[{i}].{name} is {event[name]!r}, not an integer")
+
+
 def _no_constants(name: str) -> float:
     raise Rejected("invalid json", f"{name} is not a JSON number")  # Python's json would take NaN
 
@@ -115,6 +127,8 @@ def parse(topic: str, payload: bytes, max_bytes: int, now: datetime | None = Non
         raise Rejected("schema violation", error.message[:300]) from None
     if body["gateway"] != gateway_id:
         raise Rejected("gateway mismatch", f"topic {gateway_id}, body {body['gateway']}")
+    if kind in INTEGERS:
+        _integers(kind, body["events"])
     rows = Rows()
     if kind == "rfid":
         for e in body["events"]:

@@ -19,8 +19,9 @@ from ingest.validate import Rows
 from storage.vocabulary import EVENTS_CHANNEL
 
 log = logging.getLogger(__name__)
-# Refusals caused by what a message holds, not by the database being away.
-_CONTENT_ERRORS = (psycopg.DataError, psycopg.IntegrityError, UnicodeError)
+# Refusals caused by what a message holds, not by the database being away: the database's, and the
+# binary COPY's own when a value does not fit its column's type (a float for an integer, say).
+_CONTENT_ERRORS = (psycopg.DataError, psycopg.IntegrityError, UnicodeError, TypeError, ValueError, OverflowError)
 _MAX_NOTIFY = 7900  # PostgreSQL's payload limit is 8000 bytes
 
 _OBS_COLS = "gateway_id, seq, ts, epc, epc_uri, read_point, reader, antenna, rssi_dbm, reads, first_seen, direction"

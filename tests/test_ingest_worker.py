@@ -196,3 +196,21 @@ def test_any_time_text_is_a_row_or_a_rejection(stamp: str, field: str) -> None:
         parse("cargotrace/v1/gw-1/rfid", payload, 1_000_000)
     except Rejected as exc:
         assert exc.reason in ("schema violation", "bad time", "time out of range", "unstorable text")
+
+
+@pytest.mark.parametrize(("kind", "event"), [
+    ("gps", gps_event(1, sats=7.0)), ("gps", gps_event(1, quality=1.0)), ("gps", {**gps_event(1), "seq": 1.0}),
+    ("rfid", rfid_event(1, antenna=1.0)), ("rfid", rfid_event(1, reads=12.0))])
+def test_a_whole_number_float_where_the_contract_says_integer_is_a_dead_letter_and_the_stream_goes_on(
+        ingest: IngestWorker, db_url: str, mqtt_url: str, gateway_id: str, kind: str, event: dict) -> None:
+    """JSON Schema's `integer` accepts 7.0; the binary COPY does not. One such message used to stop ingest
+    for good (redelivered to every restart)."""
+    pub = Publisher(mqtt_url)
+    schema = GPS_SCHEMA if kind == "gps" else RFID_SCHEMA
+    pub.send(topic(gateway_id, kind), batch(schema, gateway_id, [event]))
+    pub.send(topic(gateway_id, "gps"), batch(GPS_SCHEMA, gateway_id, [gps_event(2)]))
+    wait_for(lambda: count(db_url, "positions") == 1 and count(db_url, "dead_letters") == 1, timeout=15)
+    pub.close()
+    with psycopg.connect(db_url) as conn:
+        (reason,) = conn.execute("SELECT reason FROM dead_letters").fetchone()
+    assert reason.startswith("schema violation: ") and "not an integer" in reason
