@@ -33,6 +33,8 @@ FEEDBACK_KINDS = ("rating", "complaint", "damage", "inquiry")
 # Outbound webhooks: what a subscriber can ask for, and where a delivery is.
 WEBHOOK_EVENTS = ("shipment.status_changed", "shipment.eta_changed", "exception.opened", "exception.resolved")
 DELIVERY_STATES = ("pending", "delivered", "dead")
+# Whom a subscription speaks to: the customer (what the API shows it) or the 3PL's own staff (everything).
+AUDIENCES = ("customer", "staff")
 
 # LISTEN/NOTIFY channels.
 EVENTS_CHANNEL = "cargotrace_events"  # ingest committed observations or fixes: {"vehicles", "read_points"}

@@ -21,6 +21,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from common.settings import Settings
 from crm_link import webhooks
 from crm_link.webhooks import UnsafeURL, check_url, retry_after
+from storage.vocabulary import CUSTOMER_VISIBLE_EXCEPTIONS, EXCEPTION_TYPES, WEBHOOK_EVENTS
 from tests.api_world import World, build
 from tests.helpers import wait_for
 from tracking_api.app import create_app
@@ -304,3 +305,57 @@ def test_resolved_through_the_api_queues_under_row_level_security(world: World, 
     with psycopg.connect(world.db_url) as conn:
         assert conn.execute("SELECT event_type, payload->'data'->>'state' FROM webhook_deliveries").fetchall() == [
             ("exception.resolved", "resolved")]
+
+
+def _open_and_resolve_every_kind(world: World, ref: str) -> None:
+    with psycopg.connect(world.db_url) as conn:
+        conn.execute("UPDATE exceptions SET state = 'resolved', resolved_at = now()")  # the world's own `late`
+        for kind in EXCEPTION_TYPES:
+            (x,) = conn.execute("INSERT INTO exceptions (demand_id, vehicle_id, type, opened_at, evidence, note) "
+                                "VALUES (%s, 'TRK-A', %s, now(), '{\"lat\": 31.2, \"position_id\": 7}', 'call him') "
+                                "RETURNING id", (demand_id(world, ref), kind)).fetchone()
+            if kind != "late":  # one of each kind stays open, for the API to show
+                conn.execute("UPDATE exceptions SET state = 'resolved', resolved_at = now() WHERE id = %s", (x,))
+
+
+@pytest.mark.parametrize("event", WEBHOOK_EVENTS)
+def test_a_customer_subscription_gets_what_the_api_shows_the_customer(world: World, client: TestClient,
+                                                                       event: str) -> None:
+    """Every event type, in the tenancy tests' style: a customer's subscription carries exactly the
+    exceptions and fields the shipment endpoint shows it (no dispatcher-only kinds, no evidence or
+    notes), in what is sent and in what GET /v1/webhooks/deliveries lists."""
+    subscribe(world, client, "http://127.0.0.1:9/hook", event_types=[event])
+    status_change(world, "SO-A1", "loading")
+    with psycopg.connect(world.db_url) as conn:
+        conn.execute("UPDATE demands SET eta = now() + interval '3 hours' WHERE external_ref = 'SO-A1'")
+    _open_and_resolve_every_kind(world, "SO-A1")
+    listed = world.call(client, "GET", "/v1/webhooks/deliveries", "acme").json()["deliveries"]
+    with psycopg.connect(world.db_url) as conn:
+        stored = [r[0] for r in conn.execute("SELECT payload FROM webhook_deliveries ORDER BY id")]
+    assert [d["payload"] for d in listed] == stored and stored
+    shown = world.call(client, "GET", "/v1/shipments/SO-A1", "acme").json()
+    for payload in stored:
+        data = payload["data"]
+        assert "evidence" not in data and "note" not in data and "exception_id" not in data
+        if event.startswith("exception."):
+            assert data["type"] in CUSTOMER_VISIBLE_EXCEPTIONS
+            assert set(data) == {"external_ref", *shown["exceptions"][0]}
+    if event == "exception.opened":
+        assert sorted(p["data"]["type"] for p in stored) == sorted(CUSTOMER_VISIBLE_EXCEPTIONS)
+        assert [{k: v for k, v in p["data"].items() if k != "external_ref"} for p in stored
+                if p["data"]["type"] == "late" and p["data"]["state"] == "open"][-1:] == shown["exceptions"]
+
+
+def test_a_staff_subscription_gets_every_kind_with_its_evidence(world: World, client: TestClient) -> None:
+    subscribe(world, client, "http://127.0.0.1:9/hook", who="crm", customer_id="acme", audience="staff",
+              event_types=["exception.opened"])
+    _open_and_resolve_every_kind(world, "SO-A1")
+    deliveries = world.call(client, "GET", "/v1/webhooks/deliveries", "crm").json()["deliveries"]
+    assert sorted(d["payload"]["data"]["type"] for d in deliveries) == sorted(EXCEPTION_TYPES)
+    assert all(d["payload"]["data"]["evidence"]["position_id"] == 7 for d in deliveries)
+
+
+def test_a_customer_cannot_subscribe_for_the_staff_view(world: World, client: TestClient) -> None:
+    r = world.call(client, "POST", "/v1/webhooks", "acme", json={
+        "url": "http://127.0.0.1:9/hook", "event_types": ["exception.opened"], "audience": "staff"})
+    assert r.status_code == 403

@@ -21,6 +21,7 @@ CHECKED = {
     ("api_keys", "role"): v.ROLES,
     ("feedback", "kind"): v.FEEDBACK_KINDS,
     ("webhook_deliveries", "state"): v.DELIVERY_STATES,
+    ("webhook_subscriptions", "audience"): v.AUDIENCES,
 }
 
 
@@ -65,3 +66,11 @@ def test_channel_names_are_written_only_in_the_vocabulary() -> None:
 
 def test_customer_visible_exceptions_are_exception_types() -> None:
     assert set(v.CUSTOMER_VISIBLE_EXCEPTIONS) < set(v.EXCEPTION_TYPES)
+
+
+def test_the_customer_view_of_an_exception_shows_exactly_the_visible_kinds(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        (source,) = conn.execute("SELECT prosrc FROM pg_proc "
+                                 "WHERE proname = 'cargotrace_customer_exception'").fetchone()
+    listed = re.search(r"x\.type IN \(([^)]*)\)", source)
+    assert listed and set(re.findall(r"'(\w+)'", listed.group(1))) == set(v.CUSTOMER_VISIBLE_EXCEPTIONS)

@@ -21,7 +21,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel
 
-from storage.vocabulary import CHANNELS, CUSTOMER_VISIBLE_EXCEPTIONS, EVENTS_CHANNEL, EXCEPTIONS_CHANNEL, STATUS_CHANNEL
+from storage.vocabulary import CHANNELS, EVENTS_CHANNEL, EXCEPTIONS_CHANNEL, STATUS_CHANNEL
 from tracking_api import queries
 from tracking_api.deps import tenant
 from tracking_api.keys import Principal
@@ -40,6 +40,9 @@ class Change:
     external_ref: str | None = None
     vehicle_id: str | None = None
     shape: type[BaseModel] | None = None  # the model its data is written as; by its event when None
+    # What a customer sees of an exception (the database's cargotrace_customer_exception, as the API and
+    # customers' webhooks show it); None: only staff see it.
+    customer_data: dict[str, Any] | None = None
 
 
 # The events' data, written by the models of the JSON answers so a page reads both alike.
@@ -67,16 +70,16 @@ class Subscription:
             return True
         if change.event == "position":
             return self.carrying and change.vehicle_id == self.vehicle_id
-        if change.event == "exception" and change.data["type"] not in CUSTOMER_VISIBLE_EXCEPTIONS:
+        if change.event == "exception" and change.customer_data is None:
             return False
         return change.customer_id == self.customer_id and self.external_ref in (None, change.external_ref)
 
     def view(self, change: Change) -> Change:
         """Customers see an exception's kind and state, not the dispatcher's evidence and notes."""
-        if self.customer_id is None or change.event != "exception":
+        if self.customer_id is None or change.event != "exception" or change.customer_data is None:
             return change
-        return Change(change.event, {k: change.data[k] for k in ("external_ref", "type", "state", "opened_at")},
-                      change.customer_id, change.external_ref, shape=ExceptionNotice)
+        return Change(change.event, change.customer_data, change.customer_id, change.external_ref,
+                      shape=ExceptionNotice)
 
 
 class Live:
@@ -198,7 +201,8 @@ def _exception_changes(conn: psycopg.Connection, exception_ids: set[int]) -> lis
     for exception_id in sorted(exception_ids):
         for row in queries.exceptions(conn, exception_id=exception_id, limit=1):
             changes.append(Change("exception", row, customer_id=row["customer_id"], external_ref=row["external_ref"],
-                                  vehicle_id=row["vehicle_id"]))
+                                  vehicle_id=row["vehicle_id"],
+                                  customer_data=queries.customer_exception(conn, exception_id)))
     return changes
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, create_model
 
 from crm_link.kpis import KPI_COLUMNS
 from storage.vocabulary import (
+    AUDIENCES,
     DELIVERY_STATES,
     EXCEPTION_STATES,
     EXCEPTION_TYPES,
@@ -194,6 +195,7 @@ class DockAssignment(Answer):
 class Subscription(Answer):
     id: int
     customer_id: str | None
+    audience: Literal[AUDIENCES]  # type: ignore[valid-type]
     url: str
     event_types: list[Literal[WEBHOOK_EVENTS]]  # type: ignore[valid-type]
     active: bool

@@ -10,7 +10,6 @@ import psycopg
 from psycopg.rows import dict_row
 
 from crm_link.status import CUSTOMER_SUBTAG, CUSTOMER_WORD
-from storage.vocabulary import CUSTOMER_VISIBLE_EXCEPTIONS
 
 # One round trip: the shipment with its item progress, timeline, customer-visible open exceptions and,
 # while the vehicle carries it, the vehicle's last fix (nested JSON built by PostgreSQL).
@@ -25,9 +24,9 @@ SELECT d.customer_id, d.external_ref, d.status, d.status_at, d.origin_site_id, d
        (SELECT coalesce(json_agg(json_build_object('status', status, 'ts', ts, 'biz_step', biz_step, 'place', place,
                                                    'lat', lat, 'lon', lon) ORDER BY id), '[]')
         FROM shipment_events WHERE demand_id = d.id) AS timeline,
-       (SELECT coalesce(json_agg(json_build_object('type', type, 'state', state, 'opened_at', opened_at)
-                                 ORDER BY id), '[]')
-        FROM exceptions WHERE demand_id = d.id AND state <> 'resolved' AND type = ANY(%(visible)s)) AS exceptions,
+       (SELECT coalesce(jsonb_agg(cargotrace_customer_exception(x) ORDER BY x.id), '[]')
+        FROM exceptions x WHERE x.demand_id = d.id AND x.state <> 'resolved'
+         AND cargotrace_customer_exception(x) IS NOT NULL) AS exceptions,
        CASE WHEN d.status IN ('in_transit', 'arrived') THEN
            (SELECT row_to_json(p) FROM (SELECT ts, lat, lon, speed_kmh, course_deg FROM positions
                                         WHERE vehicle_id = d.vehicle_id ORDER BY ts DESC LIMIT 1) p)
@@ -39,8 +38,7 @@ WHERE d.customer_id = %(customer)s AND d.external_ref = %(ref)s
 
 def shipment(conn: psycopg.Connection, customer_id: str, external_ref: str) -> dict[str, Any] | None:
     with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(_SHIPMENT, {"customer": customer_id, "ref": external_ref,
-                                      "visible": list(CUSTOMER_VISIBLE_EXCEPTIONS)}).fetchone()
+        row = cur.execute(_SHIPMENT, {"customer": customer_id, "ref": external_ref}).fetchone()
     if row is not None:
         row["status_word"], row["status_subtag"] = CUSTOMER_WORD[row["status"]], CUSTOMER_SUBTAG[row["status"]]
     return row
@@ -102,7 +100,7 @@ def customer_exists(conn: psycopg.Connection, customer_id: str) -> bool:
     return conn.execute("SELECT 1 FROM customers WHERE id = %s", (customer_id,)).fetchone() is not None
 
 
-SUBSCRIPTION = "id, customer_id, url, event_types, active, disabled_reason, eta_threshold_s, created_at"
+SUBSCRIPTION = "id, customer_id, audience, url, event_types, active, disabled_reason, eta_threshold_s, created_at"
 
 _EXCEPTIONS = """
 SELECT x.id, x.type, x.state, x.opened_at, x.acknowledged_at, x.resolved_at, x.note, x.evidence, x.vehicle_id,
@@ -126,6 +124,14 @@ def exceptions(conn: psycopg.Connection, state: str | None = None, kind: str | N
 
 def exception(conn: psycopg.Connection, exception_id: int) -> dict[str, Any] | None:
     return next(iter(exceptions(conn, exception_id=exception_id, limit=1)), None)
+
+
+def customer_exception(conn: psycopg.Connection, exception_id: int) -> dict[str, Any] | None:
+    """What the shipment's customer sees of the exception (as in its shipment and webhooks); None: nothing."""
+    row = conn.execute("SELECT jsonb_build_object('external_ref', d.external_ref) || cargotrace_customer_exception(x) "
+                       "FROM exceptions x JOIN demands d ON d.id = x.demand_id WHERE x.id = %s",
+                       (exception_id,)).fetchone()
+    return row[0] if row else None
 
 
 def vehicles(conn: psycopg.Connection) -> list[dict]:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
 from crm_link.webhooks import UnsafeURL, check_url, new_secret, resend
-from storage.vocabulary import DELIVERY_STATES, WEBHOOK_EVENTS
+from storage.vocabulary import AUDIENCES, DELIVERY_STATES, WEBHOOK_EVENTS
 from tracking_api import queries, writes
 from tracking_api.auth import owner, require
 from tracking_api.deps import db
@@ -28,6 +28,9 @@ class NewSubscription(BaseModel):
     event_types: list[Literal[WEBHOOK_EVENTS]] = Field(min_length=1)  # type: ignore[valid-type]
     customer_id: str | None = Field(None, max_length=64, description="required for staff; customers get their own")
     eta_threshold_s: int = Field(900, ge=0, description="shipment.eta_changed only when the ETA moves more")
+    audience: Literal[AUDIENCES] = Field(  # type: ignore[valid-type]
+        "customer", description="customer: what the API shows the customer (the exception kinds shippers see, "
+                                "without evidence); staff (integration and admin keys only): everything")
 
 
 @router.post("/v1/webhooks", status_code=201, response_model=NewSubscriptionAnswer,
@@ -35,6 +38,8 @@ class NewSubscription(BaseModel):
 def create_subscription(request: Request, body: NewSubscription, who: Principal = Depends(manager),
                         c: psycopg.Connection = Depends(db)) -> Any:
     customer = owner(who, body.customer_id)
+    if body.audience == "staff" and who.role == "customer":
+        raise HTTPException(403, "only an integration or admin key subscribes for the staff view")
     try:
         check_url(body.url, request.app.state.settings)
     except UnsafeURL as exc:
@@ -42,7 +47,8 @@ def create_subscription(request: Request, body: NewSubscription, who: Principal 
     if not queries.customer_exists(c, customer):
         raise HTTPException(422, "no such customer")
     secret = new_secret()
-    row = writes.add_subscription(c, customer, body.url, secret, sorted(set(body.event_types)), body.eta_threshold_s)
+    row = writes.add_subscription(c, customer, body.audience, body.url, secret, sorted(set(body.event_types)),
+                                  body.eta_threshold_s)
     return {**row, "secret": secret}
 
 
