@@ -1,4 +1,5 @@
-"""A throw-away Mosquitto on a spare port, with the project's delivery settings, for fault drills."""
+"""A throw-away Mosquitto on a spare port, with the shipped settings (`deploy/mosquitto/cargotrace.d`), for fault
+drills."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 
 from launcher.embedded import free_port, wait_for_port
 
-NO_LOSS = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "cargotrace.d" / "no-loss.conf"
+SHIPPED = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "cargotrace.d"
+NO_LOSS = SHIPPED / "no-loss.conf"
+IDENTITY = SHIPPED / "identity.conf"  # needs a user name on every connection: with authentication only
 
 
 class Mosquitto:
@@ -19,6 +22,8 @@ class Mosquitto:
         self.port = free_port()
         (folder / "data").mkdir(parents=True, exist_ok=True)
         settings = NO_LOSS.read_text().replace("/var/lib/mosquitto/", f"{folder / 'data'}/")
+        if not anonymous:
+            settings += "\n" + IDENTITY.read_text()
         self.config = folder / "mosquitto.conf"
         self.config.write_text(f"user root\nper_listener_settings false\nallow_anonymous {str(anonymous).lower()}\n"
                                f"listener {self.port} 127.0.0.1\n{settings}\n{extra}\n")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from tests.brokers import Mosquitto
 from tests.helpers import Subscriber, wait_for
@@ -71,3 +73,45 @@ def test_a_gateway_writes_only_its_own_topics_and_strangers_are_refused(broker: 
     stranger, reason = connect(broker, "dock-wh-sh1", "wrong-password")
     assert reason.is_failure and reason.value in (0x86, 0x87)  # bad credentials / not authorized
     stranger.loop_stop()
+
+
+def _ingest_session(broker: Mosquitto, client_id: str) -> tuple[mqtt.Client, list[bytes]]:
+    """Ingest's persistent session (MQTT v5, clean_start=False, an hour's expiry), subscribed."""
+    got: list[bytes] = []
+    subscribed = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client.username_pw_set("ingest", USERS["ingest"])
+    client.on_subscribe = lambda *_: subscribed.set()
+    client.on_message = lambda c, u, m: got.append(m.payload)
+    properties = Properties(PacketTypes.CONNECT)
+    properties.SessionExpiryInterval = 3600
+    client.connect("127.0.0.1", broker.port, clean_start=False, properties=properties)
+    client.loop_start()
+    client.subscribe("cargotrace/v1/+/+", qos=1)
+    assert subscribed.wait(10)
+    return client, got
+
+
+def test_a_gateway_login_cannot_take_over_ingests_session_and_its_queue(broker: Mosquitto) -> None:
+    """With ingest away, a gateway's credentials connecting under ingest's client id (clean_start=False)
+    used to take over its session and make the broker discard the queue: 0 of 50 reached ingest."""
+    ingest, _ = _ingest_session(broker, "cargotrace-ingest")
+    ingest.disconnect()
+    ingest.loop_stop()
+    dock, _ = connect(broker, "dock-wh-sh1", USERS["dock-wh-sh1"])
+    for n in range(50):
+        dock.publish("cargotrace/v1/dock-wh-sh1/rfid", str(n).encode(), qos=1).wait_for_publish(10)
+    intruder = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="cargotrace-ingest", protocol=mqtt.MQTTv5)
+    intruder.username_pw_set("truck-trk-042", USERS["truck-trk-042"])
+    connected = threading.Event()
+    intruder.on_connect = lambda *_: connected.set()
+    intruder.connect("127.0.0.1", broker.port, clean_start=False)
+    intruder.loop_start()
+    assert connected.wait(10)
+    intruder.disconnect()
+    intruder.loop_stop()
+    ingest, got = _ingest_session(broker, "cargotrace-ingest")
+    wait_for(lambda: len(got) == 50, timeout=15, what="ingest's 50 queued messages")
+    assert sorted(int(p) for p in got) == list(range(50))
+    for client in (ingest, dock):
+        client.loop_stop()
