@@ -33,6 +33,14 @@ class Settings(BaseSettings):
     api_key_cache_seconds: float = 5.0
     # Per API key, per API process (a fixed window); 0 disables.
     api_rate_limit_per_minute: int = 600
+    # Refused keys and share tokens per client address and minute, per API process; past it, 429 without
+    # a lookup. 0 disables. Behind a reverse proxy the address is the X-Forwarded-For of a trusted proxy
+    # (api_forwarded_allow_ips, uvicorn's forwarded_allow_ips: addresses or "*").
+    api_auth_failures_per_minute: int = 30
+    api_forwarded_allow_ips: str = "127.0.0.1"
+    # A request body larger than this is refused (413); one that takes longer to arrive, 408.
+    api_max_body_bytes: int = Field(2_097_152, ge=1024)
+    api_body_timeout_s: float = Field(10.0, gt=0)
     share_link_days: int = Field(14, ge=1, le=365, description="validity of a shipment's share link")
 
     ingest_client_id: str = "cargotrace-ingest"

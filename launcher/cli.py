@@ -124,7 +124,8 @@ def cmd_api(args: argparse.Namespace) -> int:
     _database_url()
     host, port = args.host or settings.api_host, args.port or settings.api_port
     # Live streams stay open until the client leaves: give them a few seconds, then stop anyway.
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=5,
+                forwarded_allow_ips=settings.api_forwarded_allow_ips)
     return 0
 
 

@@ -17,6 +17,7 @@ from common.metrics import serve
 from common.settings import Settings
 from tracking_api import pages, problems
 from tracking_api.auth import KeyCache, RateLimit
+from tracking_api.body_limit import BodyLimit
 from tracking_api.deps import Admission, open_pool
 from tracking_api.live import Live
 from tracking_api.models import Health
@@ -65,10 +66,14 @@ def create_app(settings: Settings) -> FastAPI:
                               "problem details. Lists page with a cursor: pass `next_after` back as `after`.")
     app.state.settings = settings
     app.state.rate_limit = RateLimit(settings.api_rate_limit_per_minute)
+    app.state.auth_failures = RateLimit(settings.api_auth_failures_per_minute, "too many refused keys from "
+                                                                                 "this address")
     app.state.key_cache = KeyCache(settings.api_key_cache_seconds)
     stats = RequestStats()
     # One connection stays free for the live-update reader and health checks.
     app.add_middleware(Admission, slots=settings.api_pool_size - 1)
+    # Outside the admission: a slow body waits in the event loop, not in a slot (tracking_api/body_limit.py).
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes, timeout_s=settings.api_body_timeout_s)
     app.add_middleware(RequestMetrics, stats=stats)
     problems.install(app)
     for routes in (shipments, shared, feedback, epcis, streams, exceptions, vehicles, docks, demands, customers,

@@ -19,17 +19,28 @@ _bearer = HTTPBearer(auto_error=False)
 
 
 class RateLimit:
-    """Requests per minute per key, counted in this API process (N replicas allow N times as many)."""
+    """Events per minute per key (an API key, a client address), counted in this API process (N replicas
+    allow N times as many)."""
 
-    def __init__(self, per_minute: int) -> None:
+    def __init__(self, per_minute: int, refusal: str = "too many requests for this API key") -> None:
         self.item = RateLimitItemPerMinute(per_minute) if per_minute > 0 else None
         self.limiter = FixedWindowRateLimiter(MemoryStorage())
+        self.refusal = refusal
 
     def check(self, key: str) -> None:
+        """Count one event; 429 past the limit."""
         if self.item is not None and not self.limiter.hit(self.item, key):
-            reset = self.limiter.get_window_stats(self.item, key).reset_time
-            raise HTTPException(429, "too many requests for this API key",
-                                headers={"Retry-After": str(max(1, int(reset - time.time())))})
+            self.refuse(key)
+
+    def hold(self, key: str) -> None:
+        """429 while the limit is passed, without counting."""
+        if self.item is not None and not self.limiter.test(self.item, key):
+            self.refuse(key)
+
+    def refuse(self, key: str) -> None:
+        assert self.item is not None
+        reset = self.limiter.get_window_stats(self.item, key).reset_time
+        raise HTTPException(429, self.refusal, headers={"Retry-After": str(max(1, int(reset - time.time())))})
 
 
 class KeyCache:
@@ -61,16 +72,25 @@ class KeyCache:
         return found
 
 
+def client_address(request: Request) -> str:
+    """The client's address (a trusted proxy's X-Forwarded-For, as uvicorn resolves it)."""
+    return request.client.host if request.client else "unknown"
+
+
 def principal(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
     if credentials is None:
         raise HTTPException(401, "an API key is required: Authorization: Bearer <key>")
 
+    address = client_address(request)
+
     def lookup() -> Principal | None:
+        request.app.state.auth_failures.hold(address)  # guessing from here: no more lookups for a while
         with request.app.state.pool.connection() as conn:
             return authenticate(conn, credentials.credentials)
 
     found = request.app.state.key_cache.get(credentials.credentials, lookup)
     if found is None:
+        request.app.state.auth_failures.check(address)
         raise HTTPException(401, "invalid, revoked or expired API key")
     request.app.state.rate_limit.check(found.prefix)
     return found

@@ -18,7 +18,7 @@ from psycopg_pool import ConnectionPool
 
 from common.settings import Settings
 from tracking_api import share
-from tracking_api.auth import principal
+from tracking_api.auth import client_address, principal
 from tracking_api.keys import Principal
 from tracking_api.params import Token
 
@@ -61,12 +61,15 @@ def shared(request: Request, token: Token) -> Principal:
     """A share link's token is the credential: read-only, one shipment (request.state.shared_ref),
     until it expires."""
     request.app.state.rate_limit.check("share:" + token[:24])
+    address = client_address(request)
+    request.app.state.auth_failures.hold(address)
     with request.app.state.pool.connection() as c:
         try:
             link = share.verify(c, token)
         except share.ExpiredToken:
             raise HTTPException(410, "this share link has expired") from None
         except share.InvalidToken:
+            request.app.state.auth_failures.check(address)
             raise HTTPException(404, "no such share link") from None
     request.state.shared_ref = link.external_ref
     return Principal("customer", link.customer_id, "share")
