@@ -62,13 +62,30 @@ def check_url(url: str, settings: Settings) -> None:
     except (socket.gaierror, UnicodeError) as exc:
         raise UnsafeURL(f"the host does not resolve: {exc}") from None
     for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
-        allowed = settings.webhook_allow_private or any(address in n for n in settings.webhook_allowed_networks)
-        if address.is_global or allowed:
-            continue
-        raise UnsafeURL(f"the host resolves to the non-public address {address}")
+        for address in reached(ipaddress.ip_address(str(info[4][0]).split("%")[0])):
+            allowed = settings.webhook_allow_private or any(address in n for n in settings.webhook_allowed_networks)
+            if not (address.is_global or allowed):
+                raise UnsafeURL(f"the host resolves to the non-public address {address}")
+
+
+# NAT64: the well-known prefix carries an IPv4 address in its last 32 bits; the local-use one is local.
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def reached(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[ipaddress.IPv4Address |
+                                                                           ipaddress.IPv6Address]:
+    """The addresses a connection to `address` ends up at: itself, and the IPv4 address an IPv6 one
+    carries (IPv4-mapped, IPv4-compatible, 6to4, Teredo, NAT64), which each must be public too."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return [address]
+    if address.ipv4_mapped:
+        return [address.ipv4_mapped]
+    low = ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
+    carried = [address.sixtofour, address.teredo[1] if address.teredo else None,
+               low if (int(address) >> 32 == 0 and int(address) > 1) or address in NAT64 else None,
+               ipaddress.IPv4Address("0.0.0.0") if address in LOCAL_NAT64 else None]
+    return [address, *(a for a in carried if a is not None)]
 
 
 @dataclass

@@ -154,8 +154,11 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
     if (args.role == "customer") != bool(args.customer):
         sys.exit("error: --customer ID is required for role customer and only for it")
-    with psycopg.connect(_database_url()) as conn:
-        key = create_key(conn, args.role, args.customer, label=args.label)
+    try:
+        with psycopg.connect(_database_url()) as conn:
+            key = create_key(conn, args.role, args.customer, label=args.label)
+    except psycopg.errors.ForeignKeyViolation:
+        sys.exit(f"error: no customer {args.customer!r}: create the customer first")
     print(key)
     print("Store this key now: it is shown only once.", file=sys.stderr)
     return 0

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -15,7 +18,7 @@ from hypothesis import strategies as st
 from common.settings import Settings
 from crm_link.correlate import process_pending
 from crm_link.directory import upsert_customer, upsert_site, upsert_vehicle
-from tests.api_world import build
+from tests.api_world import World, build
 from tracking_api.app import create_app
 from tracking_api.keys import create_key, revoke_key
 
@@ -199,3 +202,11 @@ def test_a_revoked_key_stops_working_once_its_cached_verification_ends(db_url: s
                 conn.execute("UPDATE api_keys SET revoked_at = NULL")
         with TestClient(create_app(Settings(database_url=db_url, api_key_cache_seconds=cache_s))) as fresh:
             assert world.call(fresh, "GET", "/v1/shipments/SO-A1", "acme").status_code == 200
+
+
+def test_keys_create_for_an_unknown_customer_says_so_in_one_line(world: World) -> None:
+    run = subprocess.run([sys.executable, "-m", "launcher.cli", "keys", "create", "--role", "customer",
+                          "--customer", "nobody"], capture_output=True, text=True,
+                         env={**os.environ, "CARGOTRACE_DATABASE_URL": world.db_url})
+    assert (run.returncode, run.stdout) == (1, "")
+    assert run.stderr.strip() == "error: no customer 'nobody': create the customer first"

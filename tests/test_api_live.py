@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -27,7 +30,8 @@ def server(world: World) -> Iterator[ApiServer]:
 
 @pytest.fixture
 def client(world: World) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(database_url=world.db_url))) as c:
+    # The fuzz tests here refuse far more tokens than a client may (tests/test_api_limits.py tests the limit).
+    with TestClient(create_app(Settings(database_url=world.db_url, api_auth_failures_per_minute=0))) as c:
         yield c
 
 
@@ -116,6 +120,18 @@ def test_a_share_link_opens_one_shipment_read_only_until_it_expires(world: World
     claims, mac = token.split(".")
     forged = share._b64(share._unb64(claims).replace(b"SO-A1", b"SO-G1")) + "." + mac
     assert client.get(f"/v1/shared/{forged}").status_code == 404
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(expiry=st.one_of(st.integers(), st.floats(allow_nan=True), st.text(max_size=5), st.none()))
+def test_a_validly_signed_token_with_any_expiry_is_answered_not_a_500(world: World, client: TestClient,
+                                                                       expiry: object) -> None:
+    """Only the holder of the signing key can make these; an absurd expiry (year 300 000) was a 500."""
+    with psycopg.connect(world.db_url) as conn:
+        secret = share._secret(conn)
+    claims = share._b64(json.dumps({"c": "acme", "r": "SO-A1", "e": expiry}).encode())
+    token = f"{claims}.{share._b64(hmac.new(secret, claims.encode(), hashlib.sha256).digest())}"
+    assert client.get(f"/v1/shared/{token}").status_code in (200, 404, 410)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -30,7 +30,8 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 @pytest.fixture
 def server(world: World) -> Iterator[ApiServer]:
     # Rate limits off: the fuzzer sends far more than a client may.
-    with ApiServer(create_app(Settings(database_url=world.db_url, api_rate_limit_per_minute=0))) as running:
+    with ApiServer(create_app(Settings(database_url=world.db_url, api_rate_limit_per_minute=0,
+                                              api_auth_failures_per_minute=0))) as running:
         yield running
 
 

@@ -246,7 +246,11 @@ def test_change_rolled_back_queues_nothing(world: World, client: TestClient, rec
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:9/", "http://10.1.2.3/", "http://[::1]/", "http://localhost/",
                                  "https://169.254.169.254/latest", "http://[::ffff:192.168.1.1]/", "ftp://example.com/",
-                                 "http:///nohost", "http://user:pw@8.8.8.8/"])
+                                 "http:///nohost", "http://user:pw@8.8.8.8/",
+                                 # IPv6 forms that carry a private IPv4 address: compatible, NAT64, 6to4, Teredo
+                                 "http://[::127.0.0.1]/", "http://[64:ff9b::7f00:1]/", "http://[64:ff9b::a9fe:a9fe]/",
+                                 "http://[2002:7f00:1::]/", "http://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/",
+                                 "http://[64:ff9b:1::1]/"])
 def test_ssrf_refused_at_subscription(world: World, url: str) -> None:
     with TestClient(create_app(Settings(database_url=world.db_url))) as strict:
         r = world.call(strict, "POST", "/v1/webhooks", "acme", json={"url": url, "event_types": ["exception.opened"]})
@@ -264,6 +268,11 @@ def test_ssrf_refused_at_send_time(world: World, client: TestClient, receiver: R
     assert "non-public address 127.0.0.1" in error and receiver.requests == []
 
 
+def test_public_ipv6_forms_of_public_addresses_pass() -> None:
+    for url in ("http://[64:ff9b::808:808]/", "http://[2002:808:808::1]/", "http://[::ffff:8.8.8.8]/"):
+        check_url(url, STRICT)
+
+
 def test_allowed_networks() -> None:
     check_url("http://10.1.2.3/", Settings(webhook_allowed_networks=["10.0.0.0/8"]))
     with pytest.raises(UnsafeURL):
@@ -276,9 +285,8 @@ def test_allowed_networks() -> None:
 def test_ip_literals_pass_only_when_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int,
                                             path: str) -> None:
     host = f"[{address}]" if address.version == 6 else str(address)
-    effective = address.ipv4_mapped if address.version == 6 and address.ipv4_mapped else address
     url = f"https://{host}:{port}/{path.replace('#', '').replace('?', '')}"
-    if effective.is_global:
+    if all(a.is_global for a in webhooks.reached(address)):
         check_url(url, STRICT)
     else:
         with pytest.raises(UnsafeURL):

@@ -65,7 +65,8 @@ def verify(conn: psycopg.Connection, token: str) -> SharedShipment:
             raise InvalidToken("bad signature")
         body = json.loads(_unb64(claims))
         shared = SharedShipment(str(body["c"]), str(body["r"]), datetime.fromtimestamp(int(body["e"]), UTC))
-    except (ValueError, KeyError, TypeError) as exc:  # binascii.Error and JSON errors are ValueErrors
+    # binascii.Error and JSON errors are ValueErrors; an expiry beyond the calendar overflows.
+    except (ValueError, KeyError, TypeError, OverflowError, OSError) as exc:
         raise InvalidToken(str(exc)) from None
     if shared.expires_at <= datetime.now(UTC):
         raise ExpiredToken(f"expired at {shared.expires_at.isoformat()}")
