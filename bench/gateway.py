@@ -53,7 +53,7 @@ def main() -> None:
         decoder = decoder_for("thingmagic-mercury", "door-03")
         for i in range(0, len(blob), 4096):
             for read in decoder.feed(blob[i:i + 4096]):
-                gateway._take("door-03", read, [])
+                gateway._take("door-03", read, [], read.read_at)
         smoothed_s = time.perf_counter() - start
         # Every passage ends: what the loop does when the tags leave the field.
         observations = gateway.smoother.due(datetime.now(UTC) + timedelta(hours=1))

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     ingest_batch_events: int = 2000
     ingest_batch_seconds: float = 0.2
     ingest_max_message_bytes: int = 1_048_576
+    # An event stamped further ahead of its receipt is a clock fault: quarantined as a dead letter.
+    ingest_max_ahead_s: float = Field(300.0, gt=0)
     # Empty: one plain subscription, which Mosquitto 2.0 keeps in the persistent session across a
     # broker restart. A group name ("ingest") splits the stream among workers via $share/..., but
     # Mosquitto 2.0 does not restore shared subscriptions after a restart: messages arriving before

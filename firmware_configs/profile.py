@@ -42,6 +42,10 @@ class GpsFilter(_Strict):
     heading_change_deg: float = Field(15.0, gt=0)
     distance_m: float = Field(100.0, gt=0)
     gap_s: float = Field(10.0, gt=0, description="no fix for this long is reported as a receiver gap")
+    max_ahead_s: float = Field(3600.0, gt=0, description="a fix this far ahead of both the last fix and the "
+                                                          "gateway's clock is a receiver fault, dropped")
+    reanchor_after: int = Field(10, ge=2, description="this many fixes in a row behind the last accepted one: "
+                                                      "its time was the fault, the track starts again from them")
 
 
 class Gateway(_Strict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from datetime import datetime
 
 from device_drivers.types import Fix
 from firmware_configs.profile import GpsFilter
@@ -33,18 +34,31 @@ class TrackFilter:
         self.dropped: Counter[str] = Counter()
         self.accepted = 0
         self.gaps = 0
+        self._behind = 0  # fixes in a row not after the last valid one
+        self.reanchored = 0
 
-    def offer(self, fix: Fix) -> tuple[bool, bool]:
-        """(keep it?, is it stationary?)."""
+    def offer(self, fix: Fix, now: datetime) -> tuple[bool, bool]:
+        """(keep it?, is it stationary?); `now` is the gateway's clock as the fix arrives."""
         if fix.hdop is not None and fix.hdop > self.s.max_hdop:
             self.dropped["hdop"] += 1
             return False, False
         prev = self._last_valid
-        if prev is not None:
-            dt = (fix.ts - prev.ts).total_seconds()
-            if dt <= 0:
+        # Far ahead of both the last fix and the gateway's clock: a receiver fault that would hold back
+        # every later fix. (Ahead of the clock alone is a gateway clock that is behind: GPS time wins.)
+        if (prev is not None and (fix.ts - prev.ts).total_seconds() > self.s.max_ahead_s
+                and (fix.ts - now).total_seconds() > self.s.max_ahead_s):
+            self.dropped["ahead of the gateway clock"] += 1
+            return False, False
+        if prev is not None and fix.ts <= prev.ts:
+            self._behind += 1
+            if self._behind < self.s.reanchor_after:
                 self.dropped["time not advancing"] += 1
                 return False, False
+            self.reanchored += 1  # the last valid fix's time was the fault, not all of these
+            prev = self._last_valid = self._last_kept = None
+        self._behind = 0
+        if prev is not None:
+            dt = (fix.ts - prev.ts).total_seconds()
             if distance_m(prev, fix) / dt * 3.6 > self.s.max_speed_kmh:
                 self.dropped["jump"] += 1
                 return False, False

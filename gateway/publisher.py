@@ -81,8 +81,10 @@ class Publisher:
             return
         log.info("connected to %s:%s", self._host, self._port)
         self._connects += 1
-        self.publish_state()
+        # Connected first: a device change the main loop makes from now on publishes its own state;
+        # one made before is in this one.
         self.connected.set()
+        self.publish_state()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason: Any,
                        props: object) -> None:

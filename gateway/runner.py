@@ -25,6 +25,7 @@ from gateway.watchdog import Watchdog
 log = logging.getLogger(__name__)
 TICK_S = 0.1
 GPS_DEVICE = "gps"
+CLOCK_WARN_S = 60.0  # the box's clock this far off GPS time is worth a warning
 
 
 def _fix_event(vehicle: str, fix: Fix) -> dict[str, Any]:
@@ -46,6 +47,7 @@ class Gateway:
         self.antennas = {(r.name, a.port): a for r in profile.readers for a in r.antennas}
         self.devices: list[DeviceReader] = []
         self.observations = 0
+        self.clock_offset_s: float | None = None  # this box's clock minus GPS time, from the last fix
 
     def run(self, stop: threading.Event) -> None:
         devices = [DeviceReader(r.name, r.port, r.baud, lambda r=r: protocol(r.protocol).decoder(r.name), self.queue,
@@ -84,7 +86,7 @@ class Gateway:
         try:
             device, value = self.queue.get(timeout=0 if flush else TICK_S)
             while True:
-                self._take(device, value, items)
+                self._take(device, value, items, now)
                 device, value = self.queue.get_nowait()
         except queue.Empty:
             pass
@@ -96,7 +98,7 @@ class Gateway:
         self.publisher.counters = self.counters()
         self.publisher.pump()
 
-    def _take(self, device: str, value: Any, items: list[tuple[str, dict[str, Any], bool]]) -> None:
+    def _take(self, device: str, value: Any, items: list[tuple[str, dict[str, Any], bool]], now: datetime) -> None:
         if isinstance(value, TagRead):
             antenna = self.antennas.get((device, value.antenna))
             if antenna is None:
@@ -105,7 +107,8 @@ class Gateway:
             self.smoother.add(value.epc, antenna.read_point, device, value.antenna, antenna.side, value.rssi_dbm,
                               value.read_at)
         elif isinstance(value, Fix):
-            keep, stationary = self.track.offer(value)
+            self._clock_against(value, now)
+            keep, stationary = self.track.offer(value, now)
             if keep and self.profile.gps:
                 items.append(("gps", _fix_event(self.profile.gps.vehicle, value), stationary))
         elif value in ("up", "down") and self.publisher.devices.get(device) != value:
@@ -121,6 +124,8 @@ class Gateway:
             (g + "observations_total", {}, self.observations),
             (g + "fixes_accepted_total", {}, self.track.accepted),
             (g + "gps_gaps_total", {}, self.track.gaps),
+            (g + "gps_reanchored_total", {}, self.track.reanchored),
+            *([(g + "clock_offset_seconds", {}, self.clock_offset_s)] if self.clock_offset_s is not None else []),
             (g + "outbox_depth", {}, self.outbox.depth()),
             (g + "outbox_oldest_age_seconds", {}, self.outbox.oldest_age_s()),
             (g + "outbox_refused_total", {}, self.outbox.refused),
@@ -136,10 +141,18 @@ class Gateway:
             out += [(g + "bad_frames_total", {"device": device.device, "reason": r}, n) for r, n in bad.items()]
         return out
 
+    def _clock_against(self, fix: Fix, now: datetime) -> None:
+        """Reads are stamped with this box's clock: GPS time tells how far off it is."""
+        offset = (now - fix.ts).total_seconds()
+        if abs(offset) > CLOCK_WARN_S and (self.clock_offset_s is None or abs(self.clock_offset_s) <= CLOCK_WARN_S):
+            log.warning("this gateway's clock is %+.0f s off GPS time: its reads carry that error (run NTP)", offset)
+        self.clock_offset_s = offset
+
     def counters(self) -> dict[str, Any]:
         return {"raw_reads": self.smoother.raw_reads, "stray_reads": self.smoother.stray,
                 "fixes_accepted": self.track.accepted, "fixes_dropped": dict(self.track.dropped),
-                "gps_gaps": self.track.gaps, "outbox_refused": self.outbox.refused,
+                "gps_gaps": self.track.gaps, "clock_offset_s": self.clock_offset_s,
+                "outbox_refused": self.outbox.refused,
                 "outbox_alarm": self.outbox.alarm, "published_events": self.publisher.published_events}
 
 

@@ -14,10 +14,12 @@ import fastjsonschema
 from common import epc as epc_codec
 from common.contract import KINDS, json_schema, parse_topic
 
-# Timestamps outside this window are device clock faults, not data (a receiver's week rollover
-# lands ~19.6 years off; an unset RTC in 1970 or 2000).
+# Times outside [EARLIEST, receipt + max ahead] are clock faults, not data: a receiver's week rollover
+# lands ~19.6 years off, an unset RTC in 1970 or 2000, a gateway's clock days fast. A state message
+# with one is rejected whole; an event with one is quarantined alone (a dead letter of its own), so it
+# never becomes a vehicle's latest position or a shipment's time, and the rest of its batch lands.
 EARLIEST = datetime(2020, 1, 1, tzinfo=UTC)
-MAX_FUTURE = timedelta(hours=24)
+MAX_AHEAD = timedelta(minutes=5)
 # PostgreSQL text and jsonb cannot hold NUL, and UTF-8 cannot encode a lone surrogate; JSON can
 # carry both as \u escapes.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -45,20 +47,36 @@ class Rows:
     observations: list[tuple[Any, ...]] = field(default_factory=list)
     positions: list[tuple[Any, ...]] = field(default_factory=list)
     states: list[tuple[Any, ...]] = field(default_factory=list)
+    quarantined: list[tuple[bytes, str]] = field(default_factory=list)  # (the event as JSON, reason)
     vehicles: set[str] = field(default_factory=set)
     read_points: set[str] = field(default_factory=set)
 
 
-def _time(value: str, now: datetime) -> datetime:
+class Quarantined(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def _time(value: str, now: datetime, max_ahead: timedelta) -> datetime:
+    """The time of a wire timestamp; Rejected when it is not one, Quarantined when it cannot be true."""
     try:
         ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise Rejected("bad time", value[:40]) from None
     if ts.tzinfo is None:
         raise Rejected("bad time", f"{value} has no time zone")
-    if not EARLIEST <= ts <= now + MAX_FUTURE:
-        raise Rejected("time out of range", value)
+    if ts < EARLIEST:
+        raise Quarantined("time out of range", f"{value} is before {EARLIEST.year}")
+    if ts > now + max_ahead:
+        raise Quarantined("time ahead", f"{value} is {_span(ts - now)} after its receipt at {now.isoformat()}")
     return ts
+
+
+def _span(delta: timedelta) -> str:
+    seconds = delta.total_seconds()
+    return f"{seconds / 86400:.1f} d" if seconds >= 86400 else f"{seconds / 3600:.1f} h" if seconds >= 3600 \
+        else f"{seconds:.0f} s"
 
 
 # Fields the contract calls integers. JSON Schema's `integer` also admits 7.0, which the database's
@@ -101,8 +119,9 @@ def _epc_uri(epc: str) -> str | None:
         return None  # raw test EPCs and unprogrammed tags are kept, just not linked to an identity
 
 
-def parse(topic: str, payload: bytes, max_bytes: int, now: datetime | None = None) -> Rows:
-    """Rows of a valid message; raises Rejected with a short reason otherwise."""
+def parse(topic: str, payload: bytes, max_bytes: int, now: datetime | None = None,
+          max_ahead: timedelta = MAX_AHEAD) -> Rows:
+    """Rows of a valid message (and its quarantined events); raises Rejected with a short reason otherwise."""
     now = now or datetime.now(UTC)
     parsed = parse_topic(topic)
     if parsed is None:
@@ -130,23 +149,30 @@ def parse(topic: str, payload: bytes, max_bytes: int, now: datetime | None = Non
     if kind in INTEGERS:
         _integers(kind, body["events"])
     rows = Rows()
-    if kind == "rfid":
-        for e in body["events"]:
-            first, last = _time(e["first_seen"], now), _time(e["last_seen"], now)
-            if first > last:
-                raise Rejected("bad time", f"seq {e['seq']}: first_seen after last_seen")
-            rows.observations.append((gateway_id, e["seq"], last, e["epc"], _epc_uri(e["epc"]), e["read_point"],
-                                      e["reader"], e["antenna"], e["rssi_dbm"], e["reads"], first, e["direction"]))
-            rows.read_points.add(e["read_point"])
-    elif kind == "gps":
-        for e in body["events"]:
-            rows.positions.append((gateway_id, e["seq"], _time(e["ts"], now), e["vehicle"], e["lat"], e["lon"],
-                                   e["speed_kmh"], e["course_deg"], e["hdop"], e["sats"], e["quality"], e["alt_m"]))
-            rows.vehicles.add(e["vehicle"])
-    else:
+    for e in body["events"] if kind != "state" else ():
+        try:
+            if kind == "rfid":
+                first, last = _time(e["first_seen"], now, max_ahead), _time(e["last_seen"], now, max_ahead)
+                if first > last:
+                    raise Rejected("bad time", f"seq {e['seq']}: first_seen after last_seen")
+                rows.observations.append((gateway_id, e["seq"], last, e["epc"], _epc_uri(e["epc"]), e["read_point"],
+                                          e["reader"], e["antenna"], e["rssi_dbm"], e["reads"], first,
+                                          e["direction"]))
+                rows.read_points.add(e["read_point"])
+            else:
+                rows.positions.append((gateway_id, e["seq"], _time(e["ts"], now, max_ahead), e["vehicle"], e["lat"],
+                                       e["lon"], e["speed_kmh"], e["course_deg"], e["hdop"], e["sats"],
+                                       e["quality"], e["alt_m"]))
+                rows.vehicles.add(e["vehicle"])
+        except Quarantined as exc:
+            rows.quarantined.append((json.dumps(e, separators=(",", ":")).encode(), str(exc)))
+    if kind == "state":
         try:
             state = json.dumps(body, allow_nan=False)
+            ts = _time(body["ts"], now, max_ahead)
         except ValueError:
             raise Rejected("invalid json", "a number too large for a float") from None  # 1e400 → inf
-        rows.states.append((gateway_id, 0, _time(body["ts"], now), body["state"], state))
+        except Quarantined as exc:
+            raise Rejected(exc.reason, str(exc).split(": ", 1)[1]) from None
+        rows.states.append((gateway_id, 0, ts, body["state"], state))
     return rows

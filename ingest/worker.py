@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from datetime import timedelta
 from urllib.parse import unquote, urlparse
 
 import paho.mqtt.client as mqtt
@@ -189,8 +190,9 @@ class IngestWorker:
             (i + "queued_messages", {}, self.inbox.qsize()),
             (i + "broker_connected", {}, float(self.client.is_connected())),
         ]
-        out += [(i + "rejected_total", {"reason": key.split(": ", 1)[1]}, n)
-                for key, n in sorted(counts.items()) if key.startswith("rejected: ")]
+        out += [(i + f"{kind}_total", {"reason": key.split(": ", 1)[1]}, n)
+                for key, n in sorted(counts.items()) for kind in ("rejected", "quarantined")
+                if key.startswith(f"{kind}: ")]
         return out
 
     def _acknowledge(self, messages: list[tuple[int, mqtt.MQTTMessage]]) -> None:
@@ -223,9 +225,12 @@ class IngestWorker:
                 self.batch_since = msg.timestamp
             messages.append((connection, msg))
             try:
-                rows = parse(msg.topic, msg.payload, s.ingest_max_message_bytes)
+                rows = parse(msg.topic, msg.payload, s.ingest_max_message_bytes,
+                             max_ahead=timedelta(seconds=s.ingest_max_ahead_s))
                 batch.accepted.append(Accepted(msg.topic, msg.payload, rows))
-                events += len(rows.observations) + len(rows.positions) + len(rows.states)
+                events += len(rows.observations) + len(rows.positions) + len(rows.states) + len(rows.quarantined)
+                for _, reason in rows.quarantined:
+                    self.counters[f"quarantined: {reason.split(':', 1)[0]}"] += 1
             except Rejected as exc:
                 self.counters[f"rejected: {exc.reason}"] += 1
                 batch.dead.append((msg.topic, msg.payload, str(exc)))

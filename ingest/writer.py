@@ -101,6 +101,7 @@ class Writer:
         positions = [r for item in batch.accepted for r in item.rows.positions]
         states = [r for item in batch.accepted for r in item.rows.states]
         dead = [(topic, payload, _safe_reason(reason)) for topic, payload, reason in batch.dead]
+        dead += [(item.topic, event, reason) for item in batch.accepted for event, reason in item.rows.quarantined]
         with self.conn.transaction(), self.conn.cursor() as cur:
             if observations:
                 out.observations = self._copy_insert(cur, "tag_observations", "stage_observations", _OBS_COLS,

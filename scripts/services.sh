@@ -50,5 +50,7 @@ command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs np
 command -v chromium >/dev/null && command -v chromedriver >/dev/null || apt_install chromium chromium-driver
 # openssl makes the throw-away certificates of the TLS tests
 command -v openssl >/dev/null || apt_install openssl
+# libfaketime shifts a gateway process's clock in the clock-fault drills
+ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || apt_install faketime
 
-echo "services: PostgreSQL :5432 and Mosquitto :1883 up; gpsd, node, chromium installed"
+echo "services: PostgreSQL :5432 and Mosquitto :1883 up; gpsd, node, chromium, faketime installed"

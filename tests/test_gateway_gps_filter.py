@@ -26,7 +26,7 @@ def fix(t: float, north_m: float = 0.0, east_m: float = 0.0, speed: float = 0.0,
 
 
 def kept(track: TrackFilter, fixes: list[Fix]) -> list[Fix]:
-    return [f for f in fixes if track.offer(f)[0]]
+    return [f for f in fixes if track.offer(f, now=f.ts)[0]]  # the gateway's clock agrees with the receiver
 
 
 def test_a_parked_truck_reports_one_fix_a_minute() -> None:
@@ -100,3 +100,37 @@ def test_whatever_the_receiver_says_the_kept_track_is_plausible(moves: list) -> 
         assert distance_m(a, b) / dt * 3.6 <= s.max_speed_kmh * (1 + 1e-9)  # no jump survives
         if (a.speed_kmh or 0) < s.stationary_kmh and (b.speed_kmh or 0) < s.stationary_kmh:
             assert dt >= s.stationary_period_s  # a parked truck does not flood the outbox
+
+
+def _drive(n: int) -> list[Fix]:
+    return [fix(10 * t, north_m=100 * t, speed=36, course=0) for t in range(n)]
+
+
+def test_a_fix_far_ahead_of_the_gateway_clock_is_dropped_and_the_track_goes_on() -> None:
+    """One fix dated 20 h ahead used to become the last valid fix, and every later one was dropped as
+    'time not advancing' until the gateway restarted."""
+    track = TrackFilter(GpsFilter())
+    good = _drive(10)
+    bad = fix(35 + 20 * 3600, north_m=350, speed=36, course=0)
+    arrivals = [*((f, f.ts) for f in good[:4]), (bad, good[3].ts), *((f, f.ts) for f in good[4:])]
+    assert [f for f, now in arrivals if track.offer(f, now)[0]] == good
+    assert track.dropped["ahead of the gateway clock"] == 1
+
+
+def test_a_bad_time_the_clock_could_not_catch_is_left_behind_after_a_few_fixes() -> None:
+    """The gateway's own clock was as wrong as the fix: the track starts again from the fixes that follow."""
+    settings = GpsFilter()
+    track = TrackFilter(settings)
+    good = _drive(30)
+    bad = fix(35 + 20 * 3600, north_m=350, speed=36, course=0)
+    out = [f for f in [*good[:4], bad, *good[4:]] if track.offer(f, now=f.ts)[0]]
+    resumed = good[4 + settings.reanchor_after - 1]
+    assert out == [*good[:4], bad, *good[good.index(resumed):]]
+    assert track.dropped["time not advancing"] == settings.reanchor_after - 1 and track.reanchored == 1
+
+
+def test_a_gateway_clock_days_behind_does_not_cost_a_single_good_fix() -> None:
+    """GPS time is the better clock: a truck box whose own clock is three days slow keeps its track."""
+    track = TrackFilter(GpsFilter())
+    good = _drive(10)
+    assert [f for f in good if track.offer(f, now=f.ts - timedelta(days=3))[0]] == good

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import os
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jsonschema
+import pytest
 import yaml
 
 from common.contract import GPS_SCHEMA, RFID_SCHEMA, STATE_SCHEMA, json_schema
 from device_drivers.simulators import drive, open_pty_pair, portal_passage
+from device_drivers.types import Fix
 from firmware_configs import load_profile
 from gateway.outbox import Outbox
 from gateway.runner import Gateway
@@ -70,3 +72,14 @@ def test_reads_and_fixes_on_serial_ports_arrive_as_valid_contract_messages(
     sub.close()
     assert Outbox(profile.gateway.outbox).depth() == 0  # everything acknowledged left the outbox
 
+
+
+def test_a_truck_gateway_reports_how_far_its_clock_is_off_gps_time(
+        tmp_path: Path, gateway_id: str, mqtt_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    gateway = Gateway(load_profile(write_profile(tmp_path / "p.yaml", gateway_id, mqtt_url, None, "/dev/null")))
+    gps_time = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+    gateway._take("gps", Fix(ts=gps_time, lat=31.23, lon=121.47, speed_kmh=0.0), [], gps_time - timedelta(days=3))
+    assert gateway.counters()["clock_offset_s"] == -3 * 86400
+    assert ("cargotrace_gateway_clock_offset_seconds", {}, -3 * 86400) in gateway.samples()
+    assert "clock is -259200 s off GPS time" in caplog.text
+    gateway.outbox.close()

@@ -34,7 +34,7 @@ def rfid_event(seq: int, epc: str = "3074257BF7194E4000001A85", **over: object) 
 
 
 def gps_event(seq: int, **over: object) -> dict:
-    return {"seq": seq, "vehicle": "TRK-042", "ts": iso_ms(NOW + timedelta(seconds=seq)), "lat": 31.23,
+    return {"seq": seq, "vehicle": "TRK-042", "ts": iso_ms(NOW + timedelta(milliseconds=seq)), "lat": 31.23,
             "lon": 121.47, "speed_kmh": 42.0, "course_deg": 90.0, "hdop": 0.9, "sats": 9, "quality": 1,
             "alt_m": 12.0, **over}
 
@@ -87,6 +87,15 @@ def count(db_url: str, table: str) -> int:
         return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
+def dead_letters(db_url: str, gateway_id: str) -> list[tuple[str, bytes, str]]:
+    """(topic, payload, reason) of one gateway's dead letters, oldest first. The shared broker also
+    hands every new subscriber the retained states of other tests' gateways (some with bad times)."""
+    with psycopg.connect(db_url) as conn:
+        return [(t, bytes(p), r) for t, p, r in conn.execute(
+            "SELECT topic, payload, reason FROM dead_letters WHERE topic LIKE %s ORDER BY id",
+            (f"cargotrace/v1/{gateway_id}/%",))]
+
+
 def test_valid_batches_land_once_even_when_redelivered(ingest: IngestWorker, db_url: str, mqtt_url: str,
                                                        gateway_id: str) -> None:
     pub = Publisher(mqtt_url)
@@ -126,11 +135,10 @@ def test_malformed_messages_become_dead_letters_and_valid_ones_still_land(
     for topic_name, payload in bad.values():
         pub.send(topic_name, payload)
     pub.send(rfid_topic, batch(RFID_SCHEMA, gateway_id, [rfid_event(7)]))
-    wait_for(lambda: count(db_url, "dead_letters") == len(bad) and count(db_url, "tag_observations") == 1)
+    wait_for(lambda: len(dead_letters(db_url, gateway_id)) == len(bad) and count(db_url, "tag_observations") == 1)
     pub.close()
-    with psycopg.connect(db_url) as conn:
-        reasons = [r for (r,) in conn.execute("SELECT reason FROM dead_letters")]
-        payloads = [bytes(p) for (p,) in conn.execute("SELECT payload FROM dead_letters")]
+    reasons = [r for _, _, r in dead_letters(db_url, gateway_id)]
+    payloads = [p for _, p, _ in dead_letters(db_url, gateway_id)]
     for expected in ("invalid json", "wrong schema", "gateway mismatch", "schema violation", "oversized",
                      "time out of range", "unstorable text"):
         assert any(r.startswith(expected) for r in reasons), expected
@@ -209,8 +217,30 @@ def test_a_whole_number_float_where_the_contract_says_integer_is_a_dead_letter_a
     schema = GPS_SCHEMA if kind == "gps" else RFID_SCHEMA
     pub.send(topic(gateway_id, kind), batch(schema, gateway_id, [event]))
     pub.send(topic(gateway_id, "gps"), batch(GPS_SCHEMA, gateway_id, [gps_event(2)]))
-    wait_for(lambda: count(db_url, "positions") == 1 and count(db_url, "dead_letters") == 1, timeout=15)
+    wait_for(lambda: count(db_url, "positions") == 1 and len(dead_letters(db_url, gateway_id)) == 1, timeout=15)
+    pub.close()
+    ((_, _, reason),) = dead_letters(db_url, gateway_id)
+    assert reason.startswith("schema violation: ") and "not an integer" in reason
+
+
+def test_events_stamped_ahead_of_their_receipt_are_quarantined_one_by_one(ingest: IngestWorker, db_url: str,
+                                                                          mqtt_url: str, gateway_id: str) -> None:
+    """A receiver's bad fix or a gateway's fast clock must not become the vehicle's latest state or a
+    shipment's time: the event goes to the dead letters with its reason; the rest of the batch lands."""
+    now = datetime.now(UTC)
+    fixes = [gps_event(1, ts=iso_ms(now)), gps_event(2, ts=iso_ms(now + timedelta(hours=20))),
+             gps_event(3, ts=iso_ms(now + timedelta(seconds=1)))]
+    reads = [rfid_event(4, first_seen=iso_ms(now + timedelta(days=3)), last_seen=iso_ms(now + timedelta(days=3))),
+             rfid_event(5)]
+    pub = Publisher(mqtt_url)
+    pub.send(topic(gateway_id, "gps"), batch(GPS_SCHEMA, gateway_id, fixes))
+    pub.send(topic(gateway_id, "rfid"), batch(RFID_SCHEMA, gateway_id, reads))
+    wait_for(lambda: count(db_url, "positions") == 2 and count(db_url, "tag_observations") == 1
+             and len(dead_letters(db_url, gateway_id)) == 2)
     pub.close()
     with psycopg.connect(db_url) as conn:
-        (reason,) = conn.execute("SELECT reason FROM dead_letters").fetchone()
-    assert reason.startswith("schema violation: ") and "not an integer" in reason
+        assert [s for (s,) in conn.execute("SELECT seq FROM positions ORDER BY seq")] == [1, 3]
+    letters = dead_letters(db_url, gateway_id)
+    assert [json.loads(p)["seq"] for _, p, _ in letters] == [2, 4]
+    assert all(reason.startswith("time ahead: ") for _, _, reason in letters)
+    assert ingest.counters["quarantined: time ahead"] >= 2
