@@ -55,6 +55,8 @@ class Gateway(_Strict):
     tls_ca_file: str | None = None
     outbox: str = "var/outbox.sqlite"
     outbox_max_events: int = Field(2_000_000, ge=1000)
+    held_max_events: int = Field(200_000, ge=100, description="while the outbox's disk refuses writes, events "
+                                 "wait in memory up to this many; past it GPS fixes go, cargo never")
     metrics_listen: str | None = Field(None, pattern=r"^[0-9a-zA-Z.:-]+:[0-9]{1,5}$",
                                        description="host:port of /metrics and /healthz; off when unset")
     batch_events: int = Field(500, ge=1, le=5000)

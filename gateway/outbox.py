@@ -7,10 +7,16 @@ and is never reused after deletes.
 Full policy (at `max_events`): stationary GPS fixes are thinned first (the oldest of them go);
 if the outbox is still full, new GPS fixes are refused and counted, cargo observations are always
 kept (the disk bound is exceeded rather than lose cargo), and `alarm` is raised.
+
+A disk that refuses a write (full, or failing) is not a crash: the transaction is rolled back and
+`StorageRefused` raised, so the caller can hold the events and try again; an acknowledgement that
+cannot be deleted is kept and deleted later (until then the event is sent again after a reconnect,
+which is harmless downstream).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -28,6 +34,15 @@ CREATE TABLE IF NOT EXISTS events (
     created    REAL    NOT NULL
 );
 """
+
+
+class StorageRefused(Exception):
+    """The outbox's disk refused a write: nothing of the call was stored."""
+
+
+def _refused_by_storage(exc: sqlite3.Error) -> bool:
+    """SQLITE_FULL, or an I/O error (whose extended codes share the primary code's low byte)."""
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +65,8 @@ class Outbox:
         self.alarm = False
         self.refused = 0
         self.thinned = 0
+        self.storage_refused = False  # the last write was refused by the disk
+        self._unacked: list[int] = []  # acknowledged, not yet deleted: the disk refused the delete
 
     def append_many(self, items: list[tuple[str, dict[str, Any], bool]]) -> list[int]:
         """Store (kind, event, stationary) items in one transaction; returns their seqs (0 = refused)."""
@@ -73,10 +90,22 @@ class Outbox:
                     seqs.append(cur.lastrowid or 0)
                     room -= 1
                 self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
+            except sqlite3.OperationalError as exc:
+                self._rollback()
+                if _refused_by_storage(exc):
+                    self.storage_refused = True
+                    raise StorageRefused(str(exc)) from None
                 raise
+            except BaseException:
+                self._rollback()
+                raise
+            self.storage_refused = False
         return seqs
+
+    def _rollback(self) -> None:
+        # After SQLITE_FULL SQLite may have rolled the transaction back itself already.
+        with contextlib.suppress(sqlite3.OperationalError):
+            self._db.execute("ROLLBACK")
 
     def append(self, kind: str, event: dict[str, Any], stationary: bool = False) -> int:
         return self.append_many([(kind, event, stationary)])[0]
@@ -106,9 +135,19 @@ class Outbox:
 
     def ack(self, seqs: list[int]) -> None:
         with self._lock:
-            self._db.execute("BEGIN")
-            self._db.executemany("DELETE FROM events WHERE seq = ?", [(s,) for s in seqs])
-            self._db.execute("COMMIT")
+            seqs = self._unacked + seqs
+            try:
+                self._db.execute("BEGIN")
+                self._db.executemany("DELETE FROM events WHERE seq = ?", [(s,) for s in seqs])
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                self._rollback()
+                if not _refused_by_storage(exc):
+                    raise
+                self.storage_refused = True
+                self._unacked = seqs  # deleted with the next acknowledgement
+                return
+            self._unacked = []
             if self.alarm and self._count() < self.max_events:
                 self.alarm = False
 

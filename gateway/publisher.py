@@ -71,7 +71,8 @@ class Publisher:
         return json.dumps(body, separators=(",", ":")).encode()
 
     def publish_state(self) -> None:
-        down = any(v == "down" for v in self.devices.values())
+        """Degraded while a device is down or the outbox's disk refuses writes."""
+        down = any(v == "down" for v in self.devices.values()) or self.counters.get("outbox_storage_refused")
         self.client.publish(topic(self.cfg.id, "state"), self._state("degraded" if down else "online"),
                             qos=1, retain=True)
 

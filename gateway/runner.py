@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import signal
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from common.contract import iso_ms
@@ -17,7 +18,7 @@ from device_drivers.types import Fix, TagRead
 from firmware_configs import GatewayProfile, load_profile
 from gateway.devices import DeviceReader
 from gateway.gps_filter import TrackFilter
-from gateway.outbox import Outbox
+from gateway.outbox import Outbox, StorageRefused
 from gateway.publisher import Publisher
 from gateway.smoothing import Smoother
 from gateway.watchdog import Watchdog
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 TICK_S = 0.1
 GPS_DEVICE = "gps"
 CLOCK_WARN_S = 60.0  # the box's clock this far off GPS time is worth a warning
+STORAGE_RETRY = timedelta(seconds=1)  # how often a disk that refused a write is asked again
+Item = tuple[str, dict[str, Any], bool]  # (kind, event, stationary), as the outbox takes them
 
 
 def _fix_event(vehicle: str, fix: Fix) -> dict[str, Any]:
@@ -48,6 +51,9 @@ class Gateway:
         self.devices: list[DeviceReader] = []
         self.observations = 0
         self.clock_offset_s: float | None = None  # this box's clock minus GPS time, from the last fix
+        self.held: list[Item] = []  # events the outbox's disk refused, oldest first, waiting in memory
+        self.held_dropped = 0
+        self._retry_at = datetime.min.replace(tzinfo=UTC)
 
     def run(self, stop: threading.Event) -> None:
         devices = [DeviceReader(r.name, r.port, r.baud, lambda r=r: protocol(r.protocol).decoder(r.name), self.queue,
@@ -60,7 +66,8 @@ class Gateway:
         metrics = None
         if self.profile.gateway.metrics_listen:
             metrics = serve(self.profile.gateway.metrics_listen, self.samples,
-                            lambda: self.publisher.connected.is_set() and "down" not in self.publisher.devices.values())
+                            lambda: self.publisher.connected.is_set() and "down" not in self.publisher.devices.values()
+                            and not self.held)
         self.publisher.start()
         for device in devices:
             device.start()
@@ -93,10 +100,48 @@ class Gateway:
         observations = self.smoother.due(now, everything=flush)
         self.observations += len(observations)
         items += [("rfid", obs, False) for obs in observations]
-        if items:
-            self.outbox.append_many(items)
+        if items or self.held:
+            self._store(items, now, flush)
         self.publisher.counters = self.counters()
         self.publisher.pump()
+
+    def _store(self, items: list[Item], now: datetime, flush: bool) -> None:
+        """Into the outbox after what waits in memory; what its disk refuses (full, failing) waits there."""
+        waiting = self.held + items
+        if self.held and now < self._retry_at and not flush:
+            self.held = self._bounded(waiting)
+            return
+        try:
+            self.outbox.append_many(waiting)
+        except StorageRefused as exc:
+            if not self.held:
+                log.error("the outbox's disk refused a write (%s): holding events in memory, retrying", exc)
+            self.held, self._retry_at = self._bounded(waiting), now + STORAGE_RETRY
+            if flush:
+                log.error("stopping with %d events the outbox's disk refused: they are lost", len(self.held))
+            self._state_changed()
+            return
+        if self.held:
+            log.info("the outbox takes writes again: %d held events stored", len(self.held))
+            self.held = []
+            self._state_changed()
+
+    def _bounded(self, waiting: list[Item]) -> list[Item]:
+        """At most held_max_events: stationary fixes go first, then other fixes, cargo never."""
+        excess = len(waiting) - self.profile.gateway.held_max_events
+        for droppable in (lambda i: i[0] == "gps" and i[2], lambda i: i[0] == "gps"):
+            if excess <= 0:
+                break
+            dropped = set(itertools.islice((n for n, item in enumerate(waiting) if droppable(item)), excess))
+            waiting = [item for n, item in enumerate(waiting) if n not in dropped]
+            excess -= len(dropped)
+            self.held_dropped += len(dropped)
+        return waiting
+
+    def _state_changed(self) -> None:
+        self.publisher.counters = self.counters()
+        if self.publisher.connected.is_set():
+            self.publisher.publish_state()
 
     def _take(self, device: str, value: Any, items: list[tuple[str, dict[str, Any], bool]], now: datetime) -> None:
         if isinstance(value, TagRead):
@@ -129,6 +174,9 @@ class Gateway:
             (g + "outbox_depth", {}, self.outbox.depth()),
             (g + "outbox_oldest_age_seconds", {}, self.outbox.oldest_age_s()),
             (g + "outbox_refused_total", {}, self.outbox.refused),
+            (g + "outbox_storage_refused", {}, float(self.outbox.storage_refused)),
+            (g + "held_events", {}, len(self.held)),
+            (g + "held_dropped_total", {}, self.held_dropped),
             (g + "published_events_total", {}, self.publisher.published_events),
             (g + "broker_connected", {}, float(self.publisher.connected.is_set())),
         ]
@@ -152,7 +200,8 @@ class Gateway:
         return {"raw_reads": self.smoother.raw_reads, "stray_reads": self.smoother.stray,
                 "fixes_accepted": self.track.accepted, "fixes_dropped": dict(self.track.dropped),
                 "gps_gaps": self.track.gaps, "clock_offset_s": self.clock_offset_s,
-                "outbox_refused": self.outbox.refused,
+                "outbox_refused": self.outbox.refused, "outbox_storage_refused": self.outbox.storage_refused,
+                "held_events": len(self.held), "held_dropped": self.held_dropped,
                 "outbox_alarm": self.outbox.alarm, "published_events": self.publisher.published_events}
 
 

@@ -3,12 +3,16 @@ with SIGKILL. Nothing that entered the outbox is lost, nothing is stored twice, 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import sqlite3
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,7 +22,7 @@ import yaml
 
 from device_drivers.simulators import drive, open_pty_pair, portal_passage
 from tests.brokers import Mosquitto
-from tests.helpers import Processes, wait_for
+from tests.helpers import Processes, Subscriber, wait_for
 
 
 def tags(start: int, count: int) -> list[str]:
@@ -50,12 +54,12 @@ def db_counts(db_url: str, gateway_id: str) -> tuple[int, int, int, int]:
 
 
 class Drill:
-    def __init__(self, tmp_path: Path, db_url: str) -> None:
+    def __init__(self, tmp_path: Path, db_url: str, outbox: Path | None = None) -> None:
         self.broker = Mosquitto(tmp_path / "broker").start()
         self.gateway_id = f"drill-{uuid.uuid4().hex[:8]}"
         self.reader_fd, reader_port = open_pty_pair()
         self.gps_fd, gps_port = open_pty_pair()
-        self.outbox = tmp_path / "outbox.sqlite"
+        self.outbox = outbox or tmp_path / "outbox.sqlite"
         self.profile = tmp_path / "gw.yaml"
         self.profile.write_text(yaml.safe_dump({
             "gateway": {"id": self.gateway_id, "broker": self.broker.url, "outbox": str(self.outbox),
@@ -141,3 +145,59 @@ def test_sigkill_of_the_gateway_loses_nothing_from_its_outbox_and_seq_keeps_grow
     observations, _, distinct, max_seq = wait_for(
         lambda: (c := db_counts(drill.db_url, drill.gateway_id))[0] >= 300 and c, timeout=60, what="all rows")
     assert (observations, distinct, max_seq) == (300, 300, 300) == (300, 300, outbox_last_seq(drill.outbox))
+
+
+@contextmanager
+def small_disk(folder: Path, size: str = "2m") -> Iterator[Path]:
+    """A filesystem of its own (tmpfs) that can be filled without touching anything else."""
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    assert mounted.returncode == 0, f"mounting a tmpfs needs root: {mounted.stderr.strip()}"
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def fill(folder: Path) -> Path:
+    """Write until the filesystem refuses: it is full."""
+    filler = folder / "filler"
+    with filler.open("wb") as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * 65536)
+            f.flush()
+    return filler
+
+
+def test_a_full_disk_keeps_the_gateway_up_holding_reads_in_memory_until_there_is_room(
+        tmp_path: Path, db_url: str) -> None:
+    """The outbox's disk fills up mid-shift: before, the failed rollback crashed the gateway, under
+    systemd it crash-looped, and about half the reads were lost."""
+    with small_disk(tmp_path / "disk") as disk:
+        drill = Drill(tmp_path, db_url, outbox=disk / "outbox.sqlite")
+        try:
+            states = Subscriber(drill.broker.url, f"cargotrace/v1/{drill.gateway_id}/state")
+            drill.start_ingest()
+            drill.start_gateway()
+            drill.pass_door(tags(0, 100))
+            wait_for(lambda: db_counts(db_url, drill.gateway_id)[0] == 100, timeout=60, what="the first 100")
+            filler = fill(disk)
+            drill.pass_door(tags(100, 300))
+            wait_for(lambda: any(json.loads(m.payload)["state"] == "degraded" for m in list(states.messages)),
+                     timeout=60, what="the degraded state")
+            held = [json.loads(m.payload)["counters"] for m in list(states.messages)
+                    if json.loads(m.payload)["state"] == "degraded"]
+            assert held[-1]["outbox_storage_refused"] and held[-1]["held_events"] > 0
+            drill.procs.check_alive()
+            filler.unlink()
+            observations, _, distinct, _ = wait_for(
+                lambda: (c := db_counts(db_url, drill.gateway_id))[0] >= 400 and c, timeout=60, what="all 400")
+            assert (observations, distinct) == (400, 400)
+            wait_for(lambda: json.loads(states.messages[-1].payload)["state"] == "online", timeout=30,
+                     what="the gateway online again")
+            drill.procs.check_alive()
+            assert "held events stored" in drill.procs.log("gateway")
+            states.close()
+        finally:
+            drill.close()
