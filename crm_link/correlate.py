@@ -24,7 +24,7 @@ from crm_link.geo import Geofence
 from crm_link.route_watch import on_fix
 from crm_link.status import BIZ_STEP, RANK
 from crm_link.thresholds import Thresholds
-from storage.vocabulary import STATUS_CHANNEL
+from storage.vocabulary import CORRELATOR_CURSORS, STATUS_CHANNEL
 
 log = logging.getLogger(__name__)
 BATCH = 5000
@@ -62,7 +62,7 @@ _HORIZON = """
 
 def consumer(table: str) -> str:
     """The name of the status correlation's cursor over a source table."""
-    return f"status:{table}"
+    return CORRELATOR_CURSORS[table]
 
 
 def _read(cur: psycopg.Cursor, kind: str) -> tuple[list[Event], tuple[str, int] | None]:

@@ -147,6 +147,19 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_restore(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from storage.restore import RestoreError, restore
+
+    try:
+        restore(_database_url(), Path(args.dump))
+    except RestoreError as exc:
+        sys.exit(f"error: {exc}")
+    print(f"restored {args.dump}; the correlator's cursors re-derived for this cluster")
+    return 0
+
+
 def cmd_keys_create(args: argparse.Namespace) -> int:
     import psycopg
 
@@ -268,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database administration", description="database administration")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
     add("migrate", cmd_db_migrate, "apply pending schema migrations (idempotent)", db_sub)
+    p = add("restore", cmd_db_restore, "restore a pg_dump (custom format) into an empty database, of this "
+            "cluster or a new one: roles first, the correlator's cursors re-derived after", db_sub)
+    p.add_argument("dump", help="the file of pg_dump --format=custom")
 
     keys = sub.add_parser("keys", help="API keys", description="API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")

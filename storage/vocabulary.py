@@ -36,6 +36,9 @@ DELIVERY_STATES = ("pending", "delivered", "dead")
 # Whom a subscription speaks to: the customer (what the API shows it) or the 3PL's own staff (everything).
 AUDIENCES = ("customer", "staff")
 
+# Durable cursors (consumer_cursors) of the correlator, one per table it reads in commit order.
+CORRELATOR_CURSORS = {"tag_observations": "status:tag_observations", "positions": "status:positions"}
+
 # LISTEN/NOTIFY channels.
 EVENTS_CHANNEL = "cargotrace_events"  # ingest committed observations or fixes: {"vehicles", "read_points"}
 STATUS_CHANNEL = "cargotrace_status"  # the correlator changed a demand's status or exceptions: its id

