@@ -55,6 +55,9 @@ class Gateway(_Strict):
     tls_ca_file: str | None = None
     outbox: str = "var/outbox.sqlite"
     outbox_max_events: int = Field(2_000_000, ge=1000)
+    keep_acked_s: float = Field(30.0, ge=0, description="events the broker acknowledged stay this long and are "
+                                "sent again after a reconnect: a broker that crashed before saving them gets them "
+                                "back (keep it above the broker's autosave_interval)")
     held_max_events: int = Field(200_000, ge=100, description="while the outbox's disk refuses writes, events "
                                  "wait in memory up to this many; past it GPS fixes go, cargo never")
     metrics_listen: str | None = Field(None, pattern=r"^[0-9a-zA-Z.:-]+:[0-9]{1,5}$",

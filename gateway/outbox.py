@@ -1,5 +1,7 @@
 """The durable outbox: every event gets the gateway's next `seq` and is on disk before anything else
-happens to it; it leaves only when the broker has acknowledged it.
+happens to it; it leaves `keep_acked_s` after the broker acknowledged it. Until then it is sent again
+after every reconnect: a broker that crashes before saving what it acknowledged (Mosquitto saves
+every few seconds) gets it back when it restarts, and ingest stores each event once.
 
 SQLite in WAL mode. `seq` is an AUTOINCREMENT key, so it only grows, across restarts and SIGKILL,
 and is never reused after deletes.
@@ -10,7 +12,7 @@ kept (the disk bound is exceeded rather than lose cargo), and `alarm` is raised.
 
 A disk that refuses a write (full, or failing) is not a crash: the transaction is rolled back and
 `StorageRefused` raised, so the caller can hold the events and try again; an acknowledgement that
-cannot be deleted is kept and deleted later (until then the event is sent again after a reconnect,
+cannot be marked is kept and marked later (until then the event is sent again after a reconnect,
 which is harmless downstream).
 """
 
@@ -31,9 +33,12 @@ CREATE TABLE IF NOT EXISTS events (
     kind       TEXT    NOT NULL,           -- rfid | gps
     body       TEXT    NOT NULL,           -- the event's JSON without seq
     stationary INTEGER NOT NULL DEFAULT 0, -- first to go when the outbox is full
-    created    REAL    NOT NULL
+    created    REAL    NOT NULL,
+    acked_at   REAL                        -- when the broker acknowledged it; NULL: not yet
 );
 """
+# Outboxes made before acked_at existed get the column (NULL: nothing acknowledged is kept there).
+_ACKED_AT = "ALTER TABLE events ADD COLUMN acked_at REAL"
 
 
 class StorageRefused(Exception):
@@ -54,19 +59,22 @@ class Pending:
 
 
 class Outbox:
-    def __init__(self, path: str | Path, max_events: int = 2_000_000) -> None:
+    def __init__(self, path: str | Path, max_events: int = 2_000_000, keep_acked_s: float = 30.0) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # an appended event survives power loss too
         self._db.executescript(_SCHEMA)
+        if "acked_at" not in {c[1] for c in self._db.execute("PRAGMA table_info(events)")}:
+            self._db.execute(_ACKED_AT)
         self._lock = threading.Lock()
         self.max_events = max_events
+        self.keep_acked_s = keep_acked_s
         self.alarm = False
         self.refused = 0
         self.thinned = 0
         self.storage_refused = False  # the last write was refused by the disk
-        self._unacked: list[int] = []  # acknowledged, not yet deleted: the disk refused the delete
+        self._unacked: list[int] = []  # acknowledged, not yet marked: the disk refused the write
 
     def append_many(self, items: list[tuple[str, dict[str, Any], bool]]) -> list[int]:
         """Store (kind, event, stationary) items in one transaction; returns their seqs (0 = refused)."""
@@ -78,7 +86,7 @@ class Outbox:
                 room = self.max_events - self._count()
                 for kind, event, stationary in items:
                     if room <= 0:
-                        room += self._thin_stationary()
+                        room += self._forget_acked(0.0) or self._thin_stationary()
                     if room <= 0 and kind != "rfid":
                         self.refused += 1
                         self.alarm = True
@@ -113,6 +121,10 @@ class Outbox:
     def _count(self) -> int:
         return self._db.execute("SELECT count(*) FROM events").fetchone()[0]
 
+    def _forget_acked(self, older_than_s: float) -> int:
+        cur = self._db.execute("DELETE FROM events WHERE acked_at <= ?", (time.time() - older_than_s,))
+        return cur.rowcount
+
     def _thin_stationary(self, n: int = 100) -> int:
         cur = self._db.execute("DELETE FROM events WHERE seq IN "
                                "(SELECT seq FROM events WHERE stationary = 1 ORDER BY seq LIMIT ?)", (n,))
@@ -120,7 +132,8 @@ class Outbox:
         return cur.rowcount
 
     def batch(self, after_seq: int, max_events: int, max_bytes: int) -> list[Pending]:
-        """The oldest pending events after `after_seq`, all of one kind, bounded by count and bytes."""
+        """The oldest events after `after_seq` (acknowledged ones still kept included), all of one kind,
+        bounded by count and bytes."""
         with self._lock:
             rows = self._db.execute("SELECT seq, kind, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
                                     (after_seq, max_events)).fetchall()
@@ -138,7 +151,9 @@ class Outbox:
             seqs = self._unacked + seqs
             try:
                 self._db.execute("BEGIN")
-                self._db.executemany("DELETE FROM events WHERE seq = ?", [(s,) for s in seqs])
+                now = time.time()
+                self._db.executemany("UPDATE events SET acked_at = ? WHERE seq = ?", [(now, s) for s in seqs])
+                self._forget_acked(self.keep_acked_s)
                 self._db.execute("COMMIT")
             except sqlite3.OperationalError as exc:
                 self._rollback()
@@ -152,12 +167,13 @@ class Outbox:
                 self.alarm = False
 
     def depth(self) -> int:
+        """Events the broker has not acknowledged yet."""
         with self._lock:
-            return self._count()
+            return self._db.execute("SELECT count(*) FROM events WHERE acked_at IS NULL").fetchone()[0]
 
     def oldest_age_s(self) -> float:
         with self._lock:
-            (created,) = self._db.execute("SELECT min(created) FROM events").fetchone()
+            (created,) = self._db.execute("SELECT min(created) FROM events WHERE acked_at IS NULL").fetchone()
         return time.time() - created if created else 0.0
 
     def close(self) -> None:

@@ -41,7 +41,7 @@ class Gateway:
     def __init__(self, profile: GatewayProfile) -> None:
         self.profile = profile
         cfg = profile.gateway
-        self.outbox = Outbox(cfg.outbox, cfg.outbox_max_events)
+        self.outbox = Outbox(cfg.outbox, cfg.outbox_max_events, cfg.keep_acked_s)
         self.publisher = Publisher(cfg, self.outbox, profile.version)
         self.smoother = Smoother(cfg.smoothing)
         self.track = TrackFilter(cfg.gps_filter)

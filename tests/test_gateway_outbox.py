@@ -4,6 +4,7 @@ keeps cargo."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -25,17 +26,17 @@ def everything(outbox: Outbox) -> list[Pending]:
 
 def test_seq_keeps_growing_across_reopen_and_is_never_reused(tmp_path: Path) -> None:
     path = tmp_path / "o.sqlite"
-    outbox = Outbox(path)
+    outbox = Outbox(path, keep_acked_s=0)
     assert outbox.append_many([("gps", {"n": i}, False) for i in range(5)]) == [1, 2, 3, 4, 5]
     outbox.ack([1, 2, 3, 4, 5])  # empty now
     outbox.close()
-    outbox = Outbox(path)
+    outbox = Outbox(path, keep_acked_s=0)
     assert outbox.append("rfid", {"epc": "AA"}) == 6
     assert [(p.seq, p.event) for p in outbox.batch(0, 10, 10**6)] == [(6, {"seq": 6, "epc": "AA"})]
 
 
 def test_batches_are_one_kind_in_seq_order_bounded_by_count_and_bytes(tmp_path: Path) -> None:
-    outbox = Outbox(tmp_path / "o.sqlite")
+    outbox = Outbox(tmp_path / "o.sqlite", keep_acked_s=0)
     outbox.append_many([("rfid", {"pad": "x" * 90}, False) for _ in range(10)] + [("gps", {"n": 1}, False)])
     assert [p.seq for p in outbox.batch(0, 4, 10**6)] == [1, 2, 3, 4]
     assert len(outbox.batch(0, 100, 450)) == 4  # 100-byte bodies, plus the seq each one gains
@@ -50,7 +51,7 @@ def test_batches_are_one_kind_in_seq_order_bounded_by_count_and_bytes(tmp_path: 
 
 
 def test_when_full_stationary_fixes_go_first_and_cargo_is_never_refused(tmp_path: Path) -> None:
-    outbox = Outbox(tmp_path / "o.sqlite", max_events=1000)
+    outbox = Outbox(tmp_path / "o.sqlite", max_events=1000, keep_acked_s=0)
     outbox.append_many([("gps", {"parked": i}, True) for i in range(900)]
                        + [("gps", {"moving": i}, False) for i in range(100)])
     seqs = outbox.append_many([("rfid", {"case": i}, False) for i in range(150)])
@@ -78,14 +79,14 @@ while True:
 
 def test_sigkill_while_appending_loses_no_committed_event(tmp_path: Path) -> None:
     path = tmp_path / "o.sqlite"
-    Outbox(path).append("gps", {"first": True})
+    Outbox(path, keep_acked_s=0).append("gps", {"first": True})
     child = subprocess.Popen([sys.executable, "-c", _CHILD, str(path)], stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None
     reported = [int(child.stdout.readline()) for _ in range(200)]
     child.kill()  # SIGKILL in the middle of its appends
     child.wait(10)
     reported += [int(line) for line in child.stdout.read().split()]
-    outbox = Outbox(path)
+    outbox = Outbox(path, keep_acked_s=0)
     stored = [p.seq for p in everything(outbox)]
     assert set(reported) <= set(stored) and stored[0] == 1
     assert stored == list(range(1, stored[-1] + 1))  # no holes, nothing torn
@@ -102,7 +103,7 @@ ops = st.lists(st.one_of(st.tuples(st.just("append"), st.sampled_from(["rfid", "
 def test_the_outbox_behaves_like_an_ordered_map_whatever_happens(steps: list) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "o.sqlite"
-        outbox = Outbox(path)
+        outbox = Outbox(path, keep_acked_s=0)
         model: dict[int, tuple[str, dict]] = {}
         last_seq = 0
         for op, a, b in steps:
@@ -119,9 +120,34 @@ def test_the_outbox_behaves_like_an_ordered_map_whatever_happens(steps: list) ->
                     del model[seq]
             else:
                 outbox.close()
-                outbox = Outbox(path)
+                outbox = Outbox(path, keep_acked_s=0)
             stored_all = everything(outbox)
             assert {p.seq: (p.kind, p.event) for p in stored_all} == model
             assert [p.seq for p in stored_all] == sorted(model)
             assert json.dumps([p.event for p in stored_all])  # events stay JSON
         outbox.close()
+
+
+def test_acknowledged_events_stay_a_while_and_come_back_for_a_resend(tmp_path: Path) -> None:
+    """A broker that crashes before saving what it acknowledged gets it again after a reconnect: the
+    publisher starts from seq 0, which still reaches events acknowledged less than keep_acked_s ago."""
+    outbox = Outbox(tmp_path / "o.sqlite", keep_acked_s=3600)
+    outbox.append_many([("rfid", {"n": i}, False) for i in range(3)])
+    outbox.ack([1, 2])
+    assert outbox.depth() == 1  # waiting for the broker: one
+    assert [p.seq for p in outbox.batch(0, 10, 10**6)] == [1, 2, 3]  # after a reconnect: all three again
+    assert [p.seq for p in outbox.batch(3, 10, 10**6)] == []
+    outbox.close()
+    outbox = Outbox(tmp_path / "o.sqlite", keep_acked_s=0)  # their time is up
+    outbox.ack([3])
+    assert outbox.depth() == 0 and outbox.batch(0, 10, 10**6) == []
+
+
+def test_an_outbox_from_before_acknowledgements_were_kept_opens(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, "
+                   "body TEXT NOT NULL, stationary INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL)")
+        db.execute("INSERT INTO events (kind, body, created) VALUES ('rfid', '{\"epc\": \"AA\"}', 0)")
+    outbox = Outbox(path)
+    assert outbox.depth() == 1 and outbox.append("rfid", {"epc": "BB"}) == 2

@@ -99,12 +99,11 @@ def test_a_dump_restores_into_a_fresh_cluster_and_the_system_goes_on(db_url: str
     assert run.returncode == 0, run.stderr
     with psycopg.connect(fresh_cluster) as conn:
         assert authenticate(conn, key) is not None
-    with psycopg.connect(fresh_cluster) as conn:
-        with conn.transaction():  # as the API works: its role, the customer's tenant
-            conn.execute("SET LOCAL ROLE cargotrace_api")
-            conn.execute("SELECT set_config('cargotrace.role', 'customer', true), "
-                         "set_config('cargotrace.customer_id', 'acme', true)")
-            assert conn.execute("SELECT external_ref, status FROM demands").fetchall() == [("SO-5002", "loading")]
+    with psycopg.connect(fresh_cluster) as conn, conn.transaction():  # as the API works: its role, its tenant
+        conn.execute("SET LOCAL ROLE cargotrace_api")
+        conn.execute("SELECT set_config('cargotrace.role', 'customer', true), "
+                     "set_config('cargotrace.customer_id', 'acme', true)")
+        assert conn.execute("SELECT external_ref, status FROM demands").fetchall() == [("SO-5002", "loading")]
     with psycopg.connect(fresh_cluster) as conn:
         observe(conn, ITEMS[1], "wh-sh1/door-03", "out", T0 + timedelta(seconds=5))  # a new read after the restore
         assert process_pending(conn) == 1
