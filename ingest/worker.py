@@ -27,7 +27,7 @@ from common.contract import TOPIC_ROOT
 from common.metrics import Sample, serve
 from common.settings import Settings
 from ingest.validate import Rejected, parse
-from ingest.writer import Accepted, Batch, Writer
+from ingest.writer import Accepted, Batch, Dead, Writer
 
 log = logging.getLogger(__name__)
 MAX_DB_BACKOFF_S = 15.0
@@ -155,6 +155,8 @@ class IngestWorker:
                 self.counters["positions"] += written.positions
                 if written.unstorable:
                     self.counters["rejected: unstorable"] += written.unstorable
+                if written.conflicts:
+                    self.counters["rejected: conflicting duplicate"] += written.conflicts
         finally:
             self.stopping.set()
             self.client.disconnect()
@@ -233,7 +235,7 @@ class IngestWorker:
                     self.counters[f"quarantined: {reason.split(':', 1)[0]}"] += 1
             except Rejected as exc:
                 self.counters[f"rejected: {exc.reason}"] += 1
-                batch.dead.append((msg.topic, msg.payload, str(exc)))
+                batch.dead.append(Dead(msg.topic, msg.payload, str(exc), retained=bool(msg.retain)))
                 events += 1
         return messages, batch
 

@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import psycopg
 
+from common.contract import TOPIC_ROOT
 from ingest.validate import Rows
 from storage.vocabulary import EVENTS_CHANNEL
 
@@ -45,10 +46,17 @@ class Accepted(NamedTuple):
     rows: Rows
 
 
+class Dead(NamedTuple):
+    topic: str
+    payload: bytes
+    reason: str
+    retained: bool = False  # a retained message comes with every new subscription: its dead letter is written once
+
+
 @dataclass
 class Batch:
     accepted: list[Accepted] = field(default_factory=list)
-    dead: list[tuple[str, bytes, str]] = field(default_factory=list)  # topic, payload, reason
+    dead: list[tuple[str, bytes, str] | Dead] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.accepted) + len(self.dead)
@@ -61,6 +69,7 @@ class Written:
     states: int = 0
     dead_letters: int = 0
     unstorable: int = 0  # accepted by validation, refused by the database, now dead letters
+    conflicts: int = 0  # events whose (gateway, seq, ts) was stored before with other content
 
     def __iadd__(self, other: Written) -> Written:
         for f in fields(self):
@@ -100,21 +109,27 @@ class Writer:
         observations = [r for item in batch.accepted for r in item.rows.observations]
         positions = [r for item in batch.accepted for r in item.rows.positions]
         states = [r for item in batch.accepted for r in item.rows.states]
-        dead = [(topic, payload, _safe_reason(reason)) for topic, payload, reason in batch.dead]
-        dead += [(item.topic, event, reason) for item in batch.accepted for event, reason in item.rows.quarantined]
+        dead = [Dead(*d) for d in batch.dead]
+        dead += [Dead(item.topic, event, reason) for item in batch.accepted for event, reason in item.rows.quarantined]
         with self.conn.transaction(), self.conn.cursor() as cur:
             if observations:
-                out.observations = self._copy_insert(cur, "tag_observations", "stage_observations", _OBS_COLS,
-                                                     _OBS_TYPES, observations)
+                out.observations, conflicts = self._copy_insert(cur, "tag_observations", "stage_observations",
+                                                                _OBS_COLS, _OBS_TYPES, observations, "rfid")
+                dead += conflicts
             if positions:
-                out.positions = self._copy_insert(cur, "positions", "stage_positions", _POS_COLS, _POS_TYPES,
-                                                  positions)
+                out.positions, conflicts = self._copy_insert(cur, "positions", "stage_positions", _POS_COLS,
+                                                             _POS_TYPES, positions, "gps")
+                dead += conflicts
+            out.conflicts = sum(d.reason.startswith("conflicting duplicate") for d in dead)
             if states:
                 cur.executemany("INSERT INTO gateway_states (gateway_id, seq, ts, state, payload) "
                                 "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", states)
                 out.states = len(states)
             if dead:
-                cur.executemany("INSERT INTO dead_letters (topic, payload, reason) VALUES (%s, %s, %s)", dead)
+                cur.executemany("INSERT INTO dead_letters (topic, payload, reason, retained_digest) "
+                                "VALUES (%s, %s, %s, CASE WHEN %s THEN sha256(%s) END) "
+                                "ON CONFLICT (topic, retained_digest) WHERE retained_digest IS NOT NULL DO NOTHING",
+                                [(d.topic, d.payload, _safe_reason(d.reason), d.retained, d.payload) for d in dead])
                 out.dead_letters = len(dead)
             if out.observations or out.positions:
                 cur.execute("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, _notice(batch)))
@@ -122,13 +137,25 @@ class Writer:
 
     @staticmethod
     def _copy_insert(cur: psycopg.Cursor, table: str, stage: str, cols: str, types: list[str],
-                     rows: list[tuple]) -> int:
+                     rows: list[tuple], kind: str) -> tuple[int, list[Dead]]:
+        """Rows inserted, and dead letters for those whose key was stored before with other content (a
+        redelivery or replay is the same content: nothing to say)."""
         with cur.copy(f"COPY {stage} ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(types)
             for row in rows:
                 copy.write_row(row)
         cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT DO NOTHING")
-        return cur.rowcount
+        inserted = cur.rowcount
+        if inserted == len(rows):
+            return inserted, []
+        content = [c for c in cols.split(", ") if c not in ("gateway_id", "seq", "ts")]
+        cur.execute(f"SELECT s.gateway_id, s.seq, s.ts, row_to_json(s)::text FROM {stage} s "
+                    f"JOIN {table} t USING (gateway_id, seq, ts) "
+                    f"WHERE ({', '.join('s.' + c for c in content)}) IS DISTINCT FROM "
+                    f"({', '.join('t.' + c for c in content)})")
+        return inserted, [Dead(f"{TOPIC_ROOT}/{gateway}/{kind}", event.encode(), f"conflicting duplicate: seq {seq} at "
+                               f"{ts.isoformat()} was stored before with other content; the first is kept")
+                          for gateway, seq, ts, event in cur.fetchall()]
 
 
 def _safe_reason(text: str) -> str:

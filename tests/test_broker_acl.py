@@ -115,3 +115,25 @@ def test_a_gateway_login_cannot_take_over_ingests_session_and_its_queue(broker: 
     assert sorted(int(p) for p in got) == list(range(50))
     for client in (ingest, dock):
         client.loop_stop()
+
+
+def test_a_message_over_the_size_limit_is_refused_not_acknowledged_and_dropped(tmp_path: Path) -> None:
+    """With `message_size_limit` Mosquitto PUBACKed an oversized message and dropped it without a trace:
+    the sender deleted what the broker never kept. The shipped limit disconnects instead, so the sender
+    keeps it (and its log says why)."""
+    broker = Mosquitto(tmp_path / "plain").start()
+    try:
+        reader = Subscriber(broker.url, "cargotrace/v1/#")
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="big-sender")  # MQTT 3.1.1, as gateways
+        gone = threading.Event()
+        client.on_disconnect = lambda *_: gone.set()
+        client.connect("127.0.0.1", broker.port)
+        client.loop_start()
+        info = client.publish("cargotrace/v1/big-sender/rfid", b"x" * 2_000_000, qos=1)
+        assert gone.wait(10)
+        assert not info.is_published()
+        client.loop_stop()
+        assert reader.messages == []
+        reader.close()
+    finally:
+        broker.stop()

@@ -244,3 +244,42 @@ def test_events_stamped_ahead_of_their_receipt_are_quarantined_one_by_one(ingest
     assert [json.loads(p)["seq"] for _, p, _ in letters] == [2, 4]
     assert all(reason.startswith("time ahead: ") for _, _, reason in letters)
     assert ingest.counters["quarantined: time ahead"] >= 2
+
+
+def test_a_key_stored_before_with_other_content_is_a_dead_letter_and_a_replay_is_silent(
+        ingest: IngestWorker, db_url: str, mqtt_url: str, gateway_id: str) -> None:
+    """The same (gateway, seq, ts) with other content (even another vehicle) used to vanish without a
+    trace: first wins, and now the second says so. The same content again is a redelivery: nothing."""
+    first = gps_event(1)
+    pub = Publisher(mqtt_url)
+    pub.send(topic(gateway_id, "gps"), batch(GPS_SCHEMA, gateway_id, [first]))
+    wait_for(lambda: count(db_url, "positions") == 1)
+    pub.send(topic(gateway_id, "gps"), batch(GPS_SCHEMA, gateway_id, [first]))  # a replay
+    pub.send(topic(gateway_id, "gps"), batch(GPS_SCHEMA, gateway_id, [{**first, "vehicle": "TRK-999"}, gps_event(2)]))
+    wait_for(lambda: count(db_url, "positions") == 2 and len(dead_letters(db_url, gateway_id)) == 1)
+    pub.close()
+    ((letter_topic, payload, reason),) = dead_letters(db_url, gateway_id)
+    assert letter_topic == topic(gateway_id, "gps") and json.loads(payload)["vehicle_id"] == "TRK-999"
+    assert reason.startswith("conflicting duplicate: seq 1 at ")
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT vehicle_id FROM positions WHERE seq = 1").fetchone() == ("TRK-042",)
+    assert ingest.counters["rejected: conflicting duplicate"] == 1
+
+
+def test_a_bad_retained_message_is_one_dead_letter_however_often_ingest_restarts(
+        db_url: str, mqtt_url: str, gateway_id: str) -> None:
+    """A retained message comes again with every new subscription (1 row used to become 4)."""
+    settings = Settings(database_url=db_url, mqtt_url=mqtt_url, ingest_client_id=f"ingest-{gateway_id}",
+                        ingest_batch_seconds=0.05)  # a plain subscription: retained messages come to it
+    pub = Publisher(mqtt_url)
+    state = topic(gateway_id, "state")
+    pub.client.publish(state, b'{"schema": "cargotrace.state/1", "broken', qos=1, retain=True).wait_for_publish(10)
+    try:
+        for restart in range(3):
+            with running(settings) as worker:
+                wait_for(lambda worker=worker: worker.counters["rejected: invalid json"] >= 1, what="the retained one")
+                wait_for(lambda worker=worker: worker.counters["messages"] >= 1, what="its dead letter written")
+            assert len(dead_letters(db_url, gateway_id)) == 1, restart
+    finally:
+        pub.client.publish(state, b"", qos=1, retain=True).wait_for_publish(10)
+        pub.close()
