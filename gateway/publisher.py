@@ -7,10 +7,12 @@ ingest idempotent), a loss is not.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import ssl
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,9 @@ from gateway.outbox import Outbox
 log = logging.getLogger(__name__)
 SOFTWARE = "cargotrace-gateway/0.1.0"
 MAX_INFLIGHT_BATCHES = 8
+# Connections the broker drops this soon after making them, this often in a minute: another client is
+# taking this gateway's client id (the broker keeps the newest connection of a client id).
+SHORT_LIVED_S, TAKEOVERS_PER_MINUTE, WARN_EVERY_S = 10.0, 3, 300.0
 
 
 class Publisher:
@@ -40,6 +45,10 @@ class Publisher:
         self._seen_connects = 0  # what pump() last reacted to (main thread)
         self._inflight: list[tuple[mqtt.MQTTMessageInfo, list[int]]] = []  # awaiting PUBACK, oldest first
         self._cursor = 0  # highest seq handed to paho since the last connect
+        self._connected_at: float | None = None
+        self._short_lived: collections.deque[float] = collections.deque(maxlen=TAKEOVERS_PER_MINUTE)
+        self._warned_at = -WARN_EVERY_S
+        self.short_lived_connections = 0
         url = urlparse(cfg.broker)
         self._host, self._port = url.hostname or "127.0.0.1", url.port or (8883 if url.scheme == "mqtts" else 1883)
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cfg.id, clean_session=True)
@@ -81,6 +90,7 @@ class Publisher:
             log.error("broker refused the connection: %s", reason)
             return
         log.info("connected to %s:%s", self._host, self._port)
+        self._connected_at = time.monotonic()
         self._connects += 1
         # Connected first: a device change the main loop makes from now on publishes its own state;
         # one made before is in this one.
@@ -91,6 +101,17 @@ class Publisher:
                        props: object) -> None:
         self.connected.clear()
         log.warning("disconnected from broker: %s", reason)
+        now = time.monotonic()
+        if self._connected_at is not None and now - self._connected_at < SHORT_LIVED_S:
+            self.short_lived_connections += 1
+            self._short_lived.append(now)
+            if (len(self._short_lived) == TAKEOVERS_PER_MINUTE and now - self._short_lived[0] < 60
+                    and now - self._warned_at >= WARN_EVERY_S):
+                self._warned_at = now
+                log.warning("the broker dropped this gateway's connection %d times within a minute, each moments "
+                            "after it was made: is another box running as gateway %s? (the newest connection of "
+                            "an id wins)", TAKEOVERS_PER_MINUTE, self.cfg.id)
+        self._connected_at = None
 
     def pump(self) -> int:
         """Acknowledge what the broker has PUBACKed, then hand it the next batches; returns events sent.

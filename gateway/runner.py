@@ -179,6 +179,7 @@ class Gateway:
             (g + "held_dropped_total", {}, self.held_dropped),
             (g + "published_events_total", {}, self.publisher.published_events),
             (g + "broker_connected", {}, float(self.publisher.connected.is_set())),
+            (g + "short_lived_connections_total", {}, self.publisher.short_lived_connections),
         ]
         out += [(g + "fixes_dropped_total", {"reason": r}, n) for r, n in self.track.dropped.items()]
         for device in self.devices:

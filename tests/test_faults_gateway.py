@@ -225,3 +225,17 @@ def test_a_broker_crash_loses_nothing_it_acknowledged_while_ingest_was_away(dril
     observations, _, distinct, max_seq = wait_for(
         lambda: (c := db_counts(drill.db_url, drill.gateway_id))[0] >= 300 and c, timeout=60, what="all 300")
     assert (observations, distinct, max_seq) == (300, 300, 300)
+
+
+def test_two_boxes_with_one_gateway_id_are_named_in_the_log(drill: Drill, tmp_path: Path) -> None:
+    """They take the broker connection from each other again and again; before, nothing said so."""
+    twin = tmp_path / "twin.yaml"
+    settings = yaml.safe_load(drill.profile.read_text())
+    settings["gateway"]["outbox"] = str(tmp_path / "twin.sqlite")
+    twin.write_text(yaml.safe_dump(settings))
+    drill.start_gateway()
+    drill.procs.start("twin", "gateway", "--config", str(twin))
+    warning = f"is another box running as gateway {drill.gateway_id}?"
+    wait_for(lambda: warning in drill.procs.log("gateway") + drill.procs.log("twin"), timeout=60,
+             what="the warning about the twin")
+    drill.procs.check_alive()
