@@ -42,7 +42,7 @@ class Event:
 
 _SOURCES = {
     "observation": ("tag_observations", "id, ts, epc_uri, read_point, direction, gateway_id, seq"),
-    "position": ("positions", "id, ts, vehicle_id, lat, lon, speed_kmh, gateway_id, seq"),
+    "position": ("positions", "id, ts, vehicle_id, lat, lon, speed_kmh, alarms, gateway_id, seq"),
 }
 
 

@@ -143,6 +143,13 @@ def late(s: Situation) -> Finding:
                  "position_id": s.fix["id"]})
 
 
+def emergency(s: Situation) -> Finding:
+    """The vehicle's terminal raised its emergency (SOS) alarm; a dispatcher resolves it."""
+    if "emergency" not in (s.fix.get("alarms") or ()):
+        return None
+    return Open({"alarms": s.fix["alarms"], "lat": s.fix["lat"], "lon": s.fix["lon"], "position_id": s.fix["id"]})
+
+
 def gps_silence(s: Situation) -> Finding:
     """Opened by the route watch's periodic sweep (silence has no event); any fix ends it."""
     return Clear("fixes again")
@@ -154,4 +161,5 @@ DETECTORS: dict[str, Callable[[Situation], Finding]] = {
     "wrong_destination": wrong_destination,
     "late": late,
     "gps_silence": gps_silence,
+    "emergency": emergency,
 }

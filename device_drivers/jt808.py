@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -20,7 +21,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from device_drivers.framing import StreamDecoder
 
 FLAG, ESCAPE = 0x7E, 0x7D
-BEIJING = timezone(timedelta(hours=8))
+BEIJING_OFFSET = timedelta(hours=8)
+BEIJING = timezone(BEIJING_OFFSET)
 MAX_FRAME = 1100  # a body holds at most 1023 bytes; header, check code and escapes fit in the rest
 
 # Message ids: terminal → platform
@@ -44,6 +46,9 @@ STATUS_FIXED, STATUS_SOUTH, STATUS_WEST = 1 << 1, 1 << 2, 1 << 3
 # Additional items of a location report: id → (name, bytes, units per value). Others are kept raw.
 ITEMS = {0x01: ("mileage_km", 4, 10), 0x02: ("fuel_l", 2, 10), 0x03: ("recorder_speed_kmh", 2, 10),
          0x30: ("signal", 1, 1), 0x31: ("satellites", 1, 1)}
+
+
+_BAD_ESCAPE = re.compile(rb"\x7d(?![\x01\x02])")
 
 
 class Jt808Error(ValueError):
@@ -104,22 +109,22 @@ def escape(data: bytes) -> bytes:
 
 
 def unescape(data: bytes) -> bytes:
-    out = bytearray()
-    i = 0
-    while i < len(data):
-        if data[i] == ESCAPE:
-            if i + 1 >= len(data) or data[i + 1] not in (1, 2):
-                raise Jt808Error("a 0x7D not followed by 0x01 or 0x02")
-            out.append(ESCAPE if data[i + 1] == 1 else FLAG)
-            i += 2
-        else:
-            out.append(data[i])
-            i += 1
-    return bytes(out)
+    if ESCAPE not in data:
+        return data
+    if _BAD_ESCAPE.search(data):
+        raise Jt808Error("a 0x7D not followed by 0x01 or 0x02")
+    # 7D 02 first: a 7D that 7D 01 yields must not pair with the byte after it.
+    return data.replace(b"\x7d\x02", b"\x7e").replace(b"\x7d\x01", b"\x7d")
 
 
 def check_code(data: bytes) -> int:
-    return functools.reduce(operator.xor, data, 0)
+    """XOR of every byte: eight at a time, then the eight folded."""
+    words = int.from_bytes(data[: len(data) // 8 * 8], "big")
+    folded = 0
+    while words:
+        folded ^= words & 0xFFFF_FFFF_FFFF_FFFF
+        words >>= 64
+    return functools.reduce(operator.xor, folded.to_bytes(8, "big") + data[len(data) // 8 * 8:], 0)
 
 
 class Jt808Decoder(StreamDecoder[Message]):
@@ -273,10 +278,11 @@ def location(body: bytes) -> Location:
     when = bcd(body[22:28])
     try:
         ts = datetime(2000 + int(when[0:2]), int(when[2:4]), int(when[4:6]), int(when[6:8]), int(when[8:10]),
-                      int(when[10:12]), tzinfo=BEIJING).astimezone(UTC)
+                      int(when[10:12]), tzinfo=UTC) - BEIJING_OFFSET  # GMT+8 on the wire
     except ValueError:
         raise Jt808Error(f"not a time: {when}") from None
-    return Location(alarms=tuple(name for bit, name in ALARMS.items() if alarm >> bit & 1), status=status,
+    return Location(alarms=tuple(name for bit, name in ALARMS.items() if alarm >> bit & 1) if alarm else (),
+                    status=status,
                     fixed=bool(status & STATUS_FIXED), lat=lat, lon=lon,
                     altitude_m=int.from_bytes(body[16:18], "big", signed=True),
                     speed_kmh=int.from_bytes(body[18:20], "big") / 10, course_deg=int.from_bytes(body[20:22], "big"),

@@ -1,4 +1,4 @@
-"""Simulated devices that write the real wire bytes: a Mercury reader module and a GPS receiver.
+"""Simulated devices that write the real wire bytes: reader modules, a GPS receiver, a JT/T 808 terminal.
 
 Used by tests and by `cargotrace up --demo` on pseudo-terminals, where a real gateway reads them
 exactly as it reads hardware.
@@ -11,10 +11,12 @@ import itertools
 import math
 import operator
 import os
+import socket
 import tty
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+from device_drivers import jt808
 from device_drivers.rfid import mercury as m
 from device_drivers.rfid import r2000
 
@@ -176,3 +178,63 @@ class MercuryModule(_CommandedDevice):
         if opcode == m.OP_MULTI_PROTOCOL_TAG_OP:
             return m.response(opcode, bytes.fromhex("01220000"))
         return m.response(opcode)
+
+
+class Jt808Terminal:
+    """A vehicle's JT/T 808 terminal on a TCP connection to a platform: registers, authenticates and
+    reports, reading the platform's answer to each message."""
+
+    def __init__(self, host: str, port: int, phone: str, is_2019: bool = False, timeout: float = 10.0) -> None:
+        self.phone = phone.zfill(20 if is_2019 else 12)
+        self.version = 1 if is_2019 else None
+        self.serial = 0
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.decoder = jt808.Jt808Decoder()
+        self.answers: list[jt808.Message] = []
+
+    def send(self, message_id: int, body: bytes) -> jt808.Message:
+        """Send one message; the platform's answer to it."""
+        self.serial = (self.serial + 1) & 0xFFFF
+        self.sock.sendall(jt808.frame(jt808.Header(message_id, self.phone, self.serial, self.version), body))
+        while not self.answers:
+            data = self.sock.recv(4096)
+            if not data:
+                raise ConnectionError("the platform closed the connection")
+            self.answers += self.decoder.feed(data)
+        return self.answers.pop(0)
+
+    def register(self, plate: str = "沪A12345") -> tuple[int, str]:
+        """(result, authentication code) of a registration."""
+        body = jt808.registration_body(jt808.Registration(31, 1100, "70107", "CT-SIM", self.phone[-7:], 2, plate),
+                                       self.version is not None)
+        answer = self.send(jt808.REGISTER, body).body
+        return answer[2], answer[3:].decode("ascii")
+
+    def authenticate(self, code: str) -> int:
+        answer = self.send(jt808.AUTHENTICATE, jt808.auth_body(code, self.version is not None, "860000000000001"))
+        return jt808.response_result(answer.body)[2]
+
+    def report(self, at: jt808.Location) -> int:
+        return jt808.response_result(self.send(jt808.LOCATION, jt808.location_body(at)).body)[2]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def route_reports(waypoints: list[tuple[float, float]], speed_kmh: float, start: datetime,
+                  period_s: float = 1.0, alarms_at: dict[int, tuple[str, ...]] | None = None) -> Iterator[
+                      jt808.Location]:
+    """Location reports of a vehicle driving along the waypoints, one every `period_s`, then stopped at
+    the last one; `alarms_at` raises alarms with the n-th report."""
+    ts, n = start.replace(microsecond=0), 0
+    step_m = speed_kmh / 3.6 * period_s
+    for a, b in itertools.pairwise(waypoints):
+        legs = max(1, math.ceil(_distance_m(a, b) / step_m))
+        course = round(_bearing(a, b)) % 360
+        for i in range(legs):
+            f = i / legs
+            yield jt808.Location((alarms_at or {}).get(n, ()), 0, True, round(a[0] + (b[0] - a[0]) * f, 6),
+                                 round(a[1] + (b[1] - a[1]) * f, 6), 10, speed_kmh, course, ts, {"satellites": 12})
+            ts += timedelta(seconds=period_s)
+            n += 1
+    yield jt808.Location((alarms_at or {}).get(n, ()), 0, True, *waypoints[-1], 10, 0.0, 0, ts, {"satellites": 12})

@@ -32,3 +32,12 @@ class Fix:
     sats: int | None = None
     quality: int | None = None
     alt_m: float | None = None
+    alarms: tuple[str, ...] = ()  # what the terminal raised with it (JT/T 808 alarm bits by name)
+
+
+@dataclass(frozen=True, slots=True)
+class VehicleFix:
+    """A fix from a source that serves many vehicles (a telematics platform), with the vehicle it is of."""
+
+    vehicle: str
+    fix: Fix

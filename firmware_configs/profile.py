@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -115,16 +116,38 @@ class Gps(_Strict):
     vehicle: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
 
 
+class Jt808(_Strict):
+    """A JT/T 808 platform endpoint: the fleet's terminals connect to this gateway over TCP."""
+
+    listen: str = Field("0.0.0.0:7611", pattern=r"^[0-9a-zA-Z.:-]+:[0-9]{1,5}$", description="host:port")
+    versions: list[Literal[2013, 2019]] = Field([2013, 2019], min_length=1)
+    require_authentication: bool = Field(True, description="refuse reports from terminals that did not "
+                                                             "authenticate on their connection")
+    secret: str = Field("", description="mixed into the authentication codes handed out at registration")
+    terminals: dict[str, str] = Field(min_length=1, description="terminal phone number → vehicle id")
+
+    @field_validator("terminals")
+    @classmethod
+    def _numbers_and_vehicles(cls, value: dict[str, str]) -> dict[str, str]:
+        for phone, vehicle in value.items():
+            if not (phone.isdigit() and len(phone) <= 20):
+                raise ValueError(f"terminal {phone!r}: a phone number is 1 to 20 digits")
+            if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", vehicle):
+                raise ValueError(f"terminal {phone}: vehicle {vehicle!r} must match [A-Za-z0-9._-]{{1,64}}")
+        return value
+
+
 class GatewayProfile(_Strict):
     gateway: Gateway
     readers: list[Reader] = []
     gps: Gps | None = None
+    jt808: Jt808 | None = None
     version: str = Field("", description="filled with a hash of the file when loaded")
 
     @model_validator(mode="after")
     def _has_devices(self) -> GatewayProfile:
-        if not self.readers and self.gps is None:
-            raise ValueError("a gateway needs at least one reader or a gps")
+        if not self.readers and self.gps is None and self.jt808 is None:
+            raise ValueError("a gateway needs at least one reader, a gps or a jt808 endpoint")
         return self
 
 

@@ -7,6 +7,7 @@ import logging
 import queue
 import signal
 import threading
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,10 +15,11 @@ from common.contract import iso_ms
 from common.metrics import Sample, serve
 from device_drivers.gps import NmeaDecoder
 from device_drivers.rfid import protocol
-from device_drivers.types import Fix, TagRead
+from device_drivers.types import Fix, TagRead, VehicleFix
 from firmware_configs import GatewayProfile, load_profile
 from gateway.devices import DeviceReader
 from gateway.gps_filter import TrackFilter
+from gateway.jt808_server import Jt808Server
 from gateway.outbox import Outbox, StorageRefused
 from gateway.publisher import Publisher
 from gateway.smoothing import Smoother
@@ -32,9 +34,10 @@ Item = tuple[str, dict[str, Any], bool]  # (kind, event, stationary), as the out
 
 
 def _fix_event(vehicle: str, fix: Fix) -> dict[str, Any]:
-    return {"vehicle": vehicle, "ts": iso_ms(fix.ts), "lat": round(fix.lat, 7), "lon": round(fix.lon, 7),
-            "speed_kmh": fix.speed_kmh, "course_deg": fix.course_deg, "hdop": fix.hdop, "sats": fix.sats,
-            "quality": fix.quality, "alt_m": fix.alt_m}
+    event = {"vehicle": vehicle, "ts": iso_ms(fix.ts), "lat": round(fix.lat, 7), "lon": round(fix.lon, 7),
+             "speed_kmh": fix.speed_kmh, "course_deg": fix.course_deg, "hdop": fix.hdop, "sats": fix.sats,
+             "quality": fix.quality, "alt_m": fix.alt_m}
+    return {**event, "alarms": list(fix.alarms)} if fix.alarms else event
 
 
 class Gateway:
@@ -44,7 +47,8 @@ class Gateway:
         self.outbox = Outbox(cfg.outbox, cfg.outbox_max_events, cfg.keep_acked_s)
         self.publisher = Publisher(cfg, self.outbox, profile.version)
         self.smoother = Smoother(cfg.smoothing)
-        self.track = TrackFilter(cfg.gps_filter)
+        self.tracks: dict[str, TrackFilter] = {}  # per vehicle: a JT/T 808 endpoint serves a fleet
+        self.jt808: Jt808Server | None = None
         self.queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=100_000)
         self.readers = {r.name: r for r in profile.readers}
         self.antennas = {(r.name, a.port): a for r in profile.readers for a in r.antennas}
@@ -63,6 +67,9 @@ class Gateway:
             devices.append(DeviceReader(GPS_DEVICE, gps.port, gps.baud, NmeaDecoder, self.queue, stop))
         self.devices = devices
         self.publisher.devices = {d.device: "starting" for d in devices}
+        if self.profile.jt808:
+            self.jt808 = Jt808Server(self.profile.jt808, self.profile.gateway.id, self.queue, stop)
+            self.jt808.start()
         metrics = None
         if self.profile.gateway.metrics_listen:
             metrics = serve(self.profile.gateway.metrics_listen, self.samples,
@@ -151,11 +158,11 @@ class Gateway:
                 return
             self.smoother.add(value.epc, antenna.read_point, device, value.antenna, antenna.side, value.rssi_dbm,
                               value.read_at)
-        elif isinstance(value, Fix):
+        elif isinstance(value, Fix) and self.profile.gps:
             self._clock_against(value, now)
-            keep, stationary = self.track.offer(value, now)
-            if keep and self.profile.gps:
-                items.append(("gps", _fix_event(self.profile.gps.vehicle, value), stationary))
+            self._track(self.profile.gps.vehicle, value, now, items)
+        elif isinstance(value, VehicleFix):
+            self._track(value.vehicle, value.fix, now, items)
         elif value in ("up", "down") and self.publisher.devices.get(device) != value:
             self.publisher.devices[device] = value
             if self.publisher.connected.is_set():
@@ -163,13 +170,14 @@ class Gateway:
 
     def samples(self) -> list[Sample]:
         g = "cargotrace_gateway_"
+        accepted, gaps, reanchored, dropped = self._track_totals()
         out: list[Sample] = [
             (g + "raw_reads_total", {}, self.smoother.raw_reads),
             (g + "stray_reads_total", {}, self.smoother.stray),
             (g + "observations_total", {}, self.observations),
-            (g + "fixes_accepted_total", {}, self.track.accepted),
-            (g + "gps_gaps_total", {}, self.track.gaps),
-            (g + "gps_reanchored_total", {}, self.track.reanchored),
+            (g + "fixes_accepted_total", {}, accepted),
+            (g + "gps_gaps_total", {}, gaps),
+            (g + "gps_reanchored_total", {}, reanchored),
             *([(g + "clock_offset_seconds", {}, self.clock_offset_s)] if self.clock_offset_s is not None else []),
             (g + "outbox_depth", {}, self.outbox.depth()),
             (g + "outbox_oldest_age_seconds", {}, self.outbox.oldest_age_s()),
@@ -181,7 +189,10 @@ class Gateway:
             (g + "broker_connected", {}, float(self.publisher.connected.is_set())),
             (g + "short_lived_connections_total", {}, self.publisher.short_lived_connections),
         ]
-        out += [(g + "fixes_dropped_total", {"reason": r}, n) for r, n in self.track.dropped.items()]
+        out += [(g + "fixes_dropped_total", {"reason": r}, n) for r, n in dropped.items()]
+        if self.jt808:
+            out.append((g + "jt808_connections", {}, self.jt808.connections))
+            out += [(g + "jt808_messages_total", {"outcome": k}, n) for k, n in sorted(self.jt808.counters.items())]
         for device in self.devices:
             out.append((g + "device_up", {"device": device.device}, float(self.publisher.devices.get(device.device)
                                                                               == "up")))
@@ -189,6 +200,21 @@ class Gateway:
             bad = device.decoder.bad_frames if device.decoder is not None else {}
             out += [(g + "bad_frames_total", {"device": device.device, "reason": r}, n) for r, n in bad.items()]
         return out
+
+    def _track(self, vehicle: str, fix: Fix, now: datetime, items: list[Item]) -> None:
+        track = self.tracks.setdefault(vehicle, TrackFilter(self.profile.gateway.gps_filter))
+        keep, stationary = track.offer(fix, now)
+        if keep:
+            items.append(("gps", _fix_event(vehicle, fix), stationary))
+
+    def _track_totals(self) -> tuple[int, int, int, Counter[str]]:
+        """(fixes accepted, gaps, re-anchorings, drops by reason) over every vehicle's track."""
+        dropped: Counter[str] = Counter()
+        for track in self.tracks.values():
+            dropped.update(track.dropped)
+        tracks = self.tracks.values()
+        return (sum(t.accepted for t in tracks), sum(t.gaps for t in tracks), sum(t.reanchored for t in tracks),
+                dropped)
 
     def _clock_against(self, fix: Fix, now: datetime) -> None:
         """Reads are stamped with this box's clock: GPS time tells how far off it is."""
@@ -198,9 +224,10 @@ class Gateway:
         self.clock_offset_s = offset
 
     def counters(self) -> dict[str, Any]:
+        accepted, gaps, _, dropped = self._track_totals()
         return {"raw_reads": self.smoother.raw_reads, "stray_reads": self.smoother.stray,
-                "fixes_accepted": self.track.accepted, "fixes_dropped": dict(self.track.dropped),
-                "gps_gaps": self.track.gaps, "clock_offset_s": self.clock_offset_s,
+                "fixes_accepted": accepted, "fixes_dropped": dict(dropped),
+                "gps_gaps": gaps, "clock_offset_s": self.clock_offset_s,
                 "outbox_refused": self.outbox.refused, "outbox_storage_refused": self.outbox.storage_refused,
                 "held_events": len(self.held), "held_dropped": self.held_dropped,
                 "outbox_alarm": self.outbox.alarm, "published_events": self.publisher.published_events}

@@ -162,7 +162,7 @@ def parse(topic: str, payload: bytes, max_bytes: int, now: datetime | None = Non
             else:
                 rows.positions.append((gateway_id, e["seq"], _time(e["ts"], now, max_ahead), e["vehicle"], e["lat"],
                                        e["lon"], e["speed_kmh"], e["course_deg"], e["hdop"], e["sats"],
-                                       e["quality"], e["alt_m"]))
+                                       e["quality"], e["alt_m"], e.get("alarms")))
                 rows.vehicles.add(e["vehicle"])
         except Quarantined as exc:
             rows.quarantined.append((json.dumps(e, separators=(",", ":")).encode(), str(exc)))

@@ -28,9 +28,9 @@ _MAX_NOTIFY = 7900  # PostgreSQL's payload limit is 8000 bytes
 _OBS_COLS = "gateway_id, seq, ts, epc, epc_uri, read_point, reader, antenna, rssi_dbm, reads, first_seen, direction"
 _OBS_TYPES = ["text", "int8", "timestamptz", "text", "text", "text", "text", "int4", "float4", "int4",
               "timestamptz", "text"]
-_POS_COLS = "gateway_id, seq, ts, vehicle_id, lat, lon, speed_kmh, course_deg, hdop, sats, quality, alt_m"
+_POS_COLS = "gateway_id, seq, ts, vehicle_id, lat, lon, speed_kmh, course_deg, hdop, sats, quality, alt_m, alarms"
 _POS_TYPES = ["text", "int8", "timestamptz", "text", "float8", "float8", "float4", "float4", "float4", "int2",
-              "int2", "float4"]
+              "int2", "float4", "text[]"]
 
 _STAGING = f"""
 CREATE TEMP TABLE IF NOT EXISTS stage_observations ON COMMIT DELETE ROWS AS

@@ -132,8 +132,12 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from launcher.simulate import simulate
+    from launcher.simulate import simulate, simulate_jt808
 
+    if args.jt808:
+        accepted = simulate_jt808(args.jt808, args.phone, args.period)
+        print(f"terminal {args.phone}: {accepted} reports accepted")
+        return 0
     simulate(args.gateway_id, args.broker, Path(args.data_dir), args.site, args.vehicle, args.tags, args.period,
              password_file=args.password_file, metrics_listen=args.metrics_listen)
     return 0
@@ -267,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--period", type=float, default=10.0, metavar="SECONDS", help="time between passages")
     p.add_argument("--data-dir", default="var/simulate", metavar="DIR", help="where its profile and outbox live")
     p.add_argument("--metrics-listen", metavar="HOST:PORT", help="serve the gateway's /metrics and /healthz")
+    p.add_argument("--jt808", metavar="HOST:PORT", help="instead: a JT/T 808 terminal driving the demo route "
+                   "against this platform (a gateway's jt808 endpoint); --period is then between reports")
+    p.add_argument("--phone", default="013912345678", help="the simulated terminal's phone number (its identity)")
 
     crm = sub.add_parser("crm", help="the CRM link", description="the CRM link")
     crm_sub = crm.add_subparsers(dest="crm_command", required=True, metavar="COMMAND")

@@ -9,11 +9,13 @@ import itertools
 import os
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from common import epc
-from device_drivers.simulators import drive, open_pty_pair, portal_passage
+from device_drivers import jt808
+from device_drivers.simulators import Jt808Terminal, drive, open_pty_pair, portal_passage, route_reports
 from gateway.runner import run as run_gateway
 from launcher.demo import ROUTE, SPEED_KMH, portal_reader, write_profile
 
@@ -58,3 +60,29 @@ def simulate(gateway_id: str, broker: str, folder: Path, site: str, vehicle: str
             feeder.join(5)
         for fd, _ in (door, gps):
             os.close(fd)
+
+
+def simulate_jt808(address: str, phone: str, period_s: float, stop: threading.Event | None = None,
+                   is_2019: bool = False) -> int:
+    """A JT/T 808 terminal against a platform at HOST:PORT (a gateway's jt808 endpoint): registers,
+    authenticates and drives the demo route back and forth, one report every `period_s` of real time.
+    Returns how many reports the platform accepted."""
+    stop = stop or threading.Event()
+    host, port = address.rsplit(":", 1)
+    terminal = Jt808Terminal(host, int(port), phone, is_2019)
+    accepted = 0
+    try:
+        result, code = terminal.register()
+        if result != jt808.REGISTERED:
+            raise SystemExit(f"error: the platform refused terminal {phone} (register result {result}): "
+                             f"map it to a vehicle in the gateway profile's jt808.terminals")
+        if terminal.authenticate(code) != jt808.OK:
+            raise SystemExit(f"error: the platform refused terminal {phone}'s authentication")
+        for route in itertools.cycle((ROUTE, ROUTE[::-1])):
+            for report in route_reports(route, SPEED_KMH, datetime.now(UTC), period_s):
+                if stop.wait(period_s):
+                    return accepted
+                accepted += terminal.report(replace(report, ts=datetime.now(UTC).replace(microsecond=0))) == jt808.OK
+    finally:
+        terminal.close()
+    return accepted

@@ -20,6 +20,7 @@ EXCEPTIONS: dict[str, bool] = {
     "late": True,
     "gps_silence": False,
     "wrong_destination": True,
+    "emergency": False,  # a terminal's SOS alarm
 }
 EXCEPTION_TYPES = tuple(EXCEPTIONS)
 CUSTOMER_VISIBLE_EXCEPTIONS = tuple(kind for kind, visible in EXCEPTIONS.items() if visible)

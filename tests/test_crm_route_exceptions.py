@@ -157,3 +157,17 @@ def test_distances_to_a_route_are_never_negative_and_zero_on_it(start: tuple[flo
     assert off_route_m(route, *start) < 1e-6 and off_route_m(route, *end) < 1e-3 * great_circle_m(*start, *end) + 1
     assert abs(remaining_m(route, *end, *end)) < 1e-3 * great_circle_m(*start, *end) + 1
     assert remaining_m(route, *start, *end) >= remaining_m(route, *end, *end) >= 0
+
+
+def test_a_terminals_emergency_alarm_in_transit_opens_an_emergency_for_the_dispatcher(
+        conn: psycopg.Connection) -> None:
+    demand_id = in_transit(conn)
+    conn.execute("INSERT INTO positions (gateway_id, seq, ts, vehicle_id, lat, lon, speed_kmh, alarms) "
+                 "VALUES ('truck', %s, %s, 'TRK-042', %s, %s, 0, '{emergency,overspeed}')",
+                 (next(_seq), T0 + timedelta(minutes=6), *along(0.2)))
+    conn.commit()
+    process_pending(conn)
+    assert exceptions_of(conn, demand_id) == [("emergency", "open")]
+    assert evidence(conn, demand_id, "emergency")["alarms"] == ["emergency", "overspeed"]
+    fix(conn, along(0.25), T0 + timedelta(minutes=7))  # the next fix without it: a dispatcher resolves it
+    assert exceptions_of(conn, demand_id) == [("emergency", "open")]

@@ -56,7 +56,7 @@ def test_a_message_the_database_refuses_becomes_a_dead_letter_and_the_rest_land(
 def test_a_value_the_binary_copy_cannot_write_is_a_dead_letter_not_a_crash(writer: Writer, gateway_id: str) -> None:
     """Defence behind validation: a float where the column is an integer (as 7.0 once slipped through)."""
     gps_topic = topic(gateway_id, "gps")
-    row = (gateway_id, 1, NOW, "TRK-042", 31.2, 121.4, None, None, None, 7.0, None, None)
+    row = (gateway_id, 1, NOW, "TRK-042", 31.2, 121.4, None, None, None, 7.0, None, None, None)
     good = accepted(gps_topic, batch(GPS_SCHEMA, gateway_id, [gps_event(2)]))
     written = writer.write(Batch(accepted=[Accepted(gps_topic, b"sats 7.0", Rows(positions=[row])), good]))
     assert (written.positions, written.unstorable) == (1, 1)
@@ -66,7 +66,7 @@ def test_a_value_the_binary_copy_cannot_write_is_a_dead_letter_not_a_crash(write
 
 def test_a_failed_batch_leaves_the_connection_usable_for_the_next(writer: Writer, gateway_id: str) -> None:
     gps_topic = topic(gateway_id, "gps")
-    bad_row = (gateway_id, 1, NOW, "TRK\x00", 1.0, 1.0, None, None, None, None, None, None)
+    bad_row = (gateway_id, 1, NOW, "TRK\x00", 1.0, 1.0, None, None, None, None, None, None, None)
     writer.write(Batch(accepted=[Accepted(gps_topic, b"x", Rows(positions=[bad_row]))]))
     written = writer.write(Batch(accepted=[accepted(gps_topic, batch(GPS_SCHEMA, gateway_id, [gps_event(2)]))]))
     assert (written.positions, written.unstorable) == (1, 0)

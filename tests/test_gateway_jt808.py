@@ -1,0 +1,165 @@
+"""A truck-fleet gateway as a JT/T 808 platform endpoint: simulated terminals connect over TCP,
+register, authenticate and report; their fixes come out on the real broker under the mapped vehicles,
+alarms with them, and every message gets the answer the standard gives."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+
+from crm_link.demands import upsert_demand
+from device_drivers import jt808 as j
+from device_drivers.simulators import Jt808Terminal, route_reports
+from firmware_configs.profile import GatewayProfile
+from gateway.runner import Gateway
+from launcher.embedded import free_port, wait_for_port
+from tests.helpers import Processes, Subscriber, wait_for
+from tests.test_crm_status import CUSTOMER_SITE, ITEMS, WAREHOUSE, demand, observe, status, world
+
+TERMINALS = {"013912345678": "TRK-808", "00000000018612345678": "TRK-2019"}
+ROUTE = [(31.2304, 121.4737), (31.2330, 121.4790)]
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, gateway_id: str, mqtt_url: str) -> Iterator[tuple[Gateway, Subscriber]]:
+    profile = GatewayProfile.model_validate({
+        "gateway": {"id": gateway_id, "broker": mqtt_url, "outbox": str(tmp_path / "outbox.sqlite")},
+        "jt808": {"listen": "127.0.0.1:0", "terminals": TERMINALS, "secret": "s3cret"}})
+    gateway = Gateway(profile)
+    subscriber = Subscriber(mqtt_url, f"cargotrace/v1/{gateway_id}/gps")
+    stop = threading.Event()
+    thread = threading.Thread(target=gateway.run, args=(stop,))
+    thread.start()
+    wait_for(lambda: gateway.jt808 is not None and gateway.jt808.listening.is_set(), what="the JT/T 808 endpoint")
+    yield gateway, subscriber
+    stop.set()
+    thread.join(20)
+    subscriber.close()
+
+
+def _connect(gateway: Gateway, phone: str, is_2019: bool = False) -> Jt808Terminal:
+    assert gateway.jt808 is not None
+    return Jt808Terminal("127.0.0.1", gateway.jt808.port, phone, is_2019)
+
+
+def test_terminals_register_authenticate_and_their_drive_arrives_under_their_vehicles(
+        fleet: tuple[Gateway, Subscriber]) -> None:
+    gateway, subscriber = fleet
+    start = datetime.now(UTC).replace(microsecond=0)
+    for phone, is_2019 in (("013912345678", False), ("18612345678", True)):
+        terminal = _connect(gateway, phone, is_2019)
+        result, code = terminal.register()
+        assert result == j.REGISTERED and code
+        assert terminal.authenticate(code) == j.OK
+        reports = list(route_reports(ROUTE, 40.0, start, period_s=10.0, alarms_at={2: ("emergency",)}))
+        assert all(terminal.report(r) == j.OK for r in reports)
+        assert terminal.send(j.HEARTBEAT, b"").header.message_id == j.PLATFORM_RESPONSE
+        terminal.close()
+    events = subscriber.wait_events("gps", 2 * len(reports))
+    by_vehicle = {v: [e for e in events if e["vehicle"] == v] for v in ("TRK-808", "TRK-2019")}
+    assert all(len(evs) == len(reports) for evs in by_vehicle.values())  # 10 s apart: none thinned
+    first = by_vehicle["TRK-808"][0]
+    assert (first["lat"], first["lon"], first["ts"]) == (31.2304, 121.4737, start.isoformat().replace("+00:00",
+                                                                                                       ".000Z"))
+    assert [e.get("alarms") for e in by_vehicle["TRK-808"][:4]] == [None, None, ["emergency"], None]
+
+
+def test_what_the_endpoint_refuses_and_how_it_says_so(fleet: tuple[Gateway, Subscriber]) -> None:
+    gateway, _ = fleet
+    at = j.Location((), 0, True, 31.23, 121.47, 5, 20.0, 90, datetime.now(UTC).replace(microsecond=0))
+    stranger = _connect(gateway, "013900000000")
+    assert stranger.register()[0] == j.NO_SUCH_TERMINAL
+    assert stranger.report(at) == j.FAILURE
+    stranger.close()
+    forger = _connect(gateway, "013912345678")
+    assert forger.authenticate("not-the-code") == j.FAILURE
+    assert forger.report(at) == j.FAILURE  # never authenticated on this connection
+    assert forger.send(0x0900, b"\x01").body[4] == j.NOT_SUPPORTED  # a message it does not handle
+    forger.close()
+    assert gateway.jt808 is not None
+    wait_for(lambda: gateway.jt808.counters["refused: not authenticated"] == 1)
+    assert gateway.jt808.counters["refused: unknown terminal"] == 2
+    assert gateway.jt808.counters["refused: authentication"] == 1
+    assert gateway.jt808.counters["reports"] == 0
+
+
+def test_a_blind_area_batch_after_a_tunnel_is_taken_whole(fleet: tuple[Gateway, Subscriber]) -> None:
+    gateway, subscriber = fleet
+    terminal = _connect(gateway, "013912345678")
+    terminal.authenticate(terminal.register()[1])
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    reports = list(route_reports(ROUTE, 40.0, start, period_s=30.0))
+    answer = terminal.send(j.BATCH_LOCATION, j.batch_body(reports, supplement=True))
+    assert j.response_result(answer.body)[1:] == (j.BATCH_LOCATION, j.OK)
+    terminal.close()
+    events = subscriber.wait_events("gps", len(reports))
+    assert [e["ts"] for e in events] == [r.ts.isoformat().replace("+00:00", ".000Z") for r in reports]
+
+
+def test_a_jt808_truck_takes_a_shipment_from_loaded_to_arrived_through_every_process(
+        tmp_path: Path, db_url: str, mqtt_url: str, gateway_id: str) -> None:
+    """Real processes: a fleet gateway with a JT/T 808 endpoint, ingest, the CRM link. A terminal mapped
+    to the shipment's truck registers, authenticates and drives from the warehouse to the customer."""
+    with world(db_url) as conn:
+        demand_id, _ = upsert_demand(conn, "acme", "SO-808", demand())
+        conn.commit()
+        for uri in ITEMS:  # both pallets read out at the warehouse door: loaded
+            observe(conn, uri, "wh-sh1/door-03", "out", datetime.now(UTC) - timedelta(minutes=20))
+    port = free_port()
+    profile = tmp_path / "fleet.yaml"
+    profile.write_text(yaml.safe_dump({
+        "gateway": {"id": gateway_id, "broker": mqtt_url, "outbox": str(tmp_path / "fleet.sqlite")},
+        "jt808": {"listen": f"127.0.0.1:{port}", "terminals": {"013912345678": "TRK-042"}}}))
+    unique = gateway_id.rsplit("-", 1)[-1]
+    procs = Processes({**os.environ, "CARGOTRACE_DATABASE_URL": db_url, "CARGOTRACE_MQTT_URL": mqtt_url,
+                       "CARGOTRACE_INGEST_CLIENT_ID": f"ingest-{unique}",
+                       "CARGOTRACE_INGEST_SHARED_GROUP": f"g{unique}", "CARGOTRACE_CRM_POLL_SECONDS": "0.5"}, tmp_path)
+    try:
+        for name, args in {"ingest": ["ingest"], "crm": ["crm", "run"],
+                           "fleet": ["gateway", "--config", str(profile)]}.items():
+            procs.start(name, *args)
+        wait_for(lambda: current(db_url, demand_id) == "loaded", what="loaded")
+        wait_for_port(port)
+        terminal = Jt808Terminal("127.0.0.1", port, "013912345678")
+        terminal.authenticate(terminal.register()[1])
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=12)  # ~11 min: all in the past
+        for report in route_reports([WAREHOUSE, CUSTOMER_SITE], 60.0, start, period_s=10.0):
+            assert terminal.report(report) == j.OK
+        terminal.close()
+        wait_for(lambda: current(db_url, demand_id) == "arrived", timeout=60, what="arrived")
+        with psycopg.connect(db_url) as conn:
+            statuses = [s for (s,) in conn.execute("SELECT status FROM shipment_events WHERE demand_id = %s "
+                                                   "ORDER BY ts", (demand_id,))]
+            (vehicles,) = conn.execute("SELECT array_agg(DISTINCT vehicle_id) FROM positions").fetchone()
+        assert statuses == ["loading", "loaded", "in_transit", "arrived"] and vehicles == ["TRK-042"]
+        procs.check_alive()
+    finally:
+        procs.stop()
+
+
+def current(db_url: str, demand_id: int) -> str:
+    with psycopg.connect(db_url) as conn:
+        return status(conn, demand_id)
+
+
+def test_the_command_line_simulates_a_terminal_driving_the_demo_route(fleet: tuple[Gateway, Subscriber]) -> None:
+    gateway, subscriber = fleet
+    assert gateway.jt808 is not None
+    terminal = subprocess.Popen([sys.executable, "-m", "launcher.cli", "simulate", "--jt808",
+                                 f"127.0.0.1:{gateway.jt808.port}", "--phone", "013912345678", "--period", "0.2"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        events = subscriber.wait_events("gps", 3)
+    finally:
+        terminal.terminate()
+        terminal.wait(10)
+    assert {e["vehicle"] for e in events} == {"TRK-808"}
