@@ -111,6 +111,8 @@ class Reader(_Strict):
 
 
 class Gps(_Strict):
+    source: Literal["nmea", "gpsd"] = Field("nmea", description="nmea: a receiver's serial port; gpsd: the "
+                                            "gpsd that shares it, at port socket://HOST:2947")
     port: str
     baud: int = 9600
     vehicle: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")

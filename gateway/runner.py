@@ -13,7 +13,9 @@ from typing import Any
 
 from common.contract import iso_ms
 from common.metrics import Sample, serve
+from device_drivers import gpsd
 from device_drivers.gps import NmeaDecoder
+from device_drivers.gpsd import GpsdDecoder
 from device_drivers.rfid import protocol
 from device_drivers.types import Fix, TagRead, VehicleFix
 from firmware_configs import GatewayProfile, load_profile
@@ -64,7 +66,8 @@ class Gateway:
                                 stop, on_open=protocol(r.protocol).start) for r in self.profile.readers]
         if self.profile.gps:
             gps = self.profile.gps
-            devices.append(DeviceReader(GPS_DEVICE, gps.port, gps.baud, NmeaDecoder, self.queue, stop))
+            decoder, on_open = (GpsdDecoder, gpsd.WATCH) if gps.source == "gpsd" else (NmeaDecoder, b"")
+            devices.append(DeviceReader(GPS_DEVICE, gps.port, gps.baud, decoder, self.queue, stop, on_open=on_open))
         self.devices = devices
         self.publisher.devices = {d.device: "starting" for d in devices}
         if self.profile.jt808:
