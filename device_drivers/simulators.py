@@ -14,9 +14,10 @@ import os
 import socket
 import tty
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from device_drivers import jt808
+from device_drivers import jt808, teltonika
 from device_drivers.rfid import mercury as m
 from device_drivers.rfid import r2000
 
@@ -71,10 +72,18 @@ def _bearing(a: tuple[float, float], b: tuple[float, float]) -> float:
     return math.degrees(math.atan2(y, x)) % 360
 
 
-def drive(waypoints: list[tuple[float, float]], speed_kmh: float, start: datetime | None = None,
-          period_s: float = 1.0) -> Iterator[bytes]:
-    """One epoch of NMEA every `period_s` of receiver time while driving along the waypoints,
-    then one stationary epoch at the last point."""
+@dataclass(frozen=True, slots=True)
+class RoutePoint:
+    ts: datetime
+    lat: float
+    lon: float
+    speed_kmh: float
+    course_deg: float
+
+
+def route(waypoints: list[tuple[float, float]], speed_kmh: float, start: datetime | None = None,
+          period_s: float = 1.0) -> Iterator[RoutePoint]:
+    """Where a vehicle driving along the waypoints is every `period_s`, then stopped at the last one."""
     ts = (start or datetime.now(UTC)).replace(microsecond=0)
     step_m = speed_kmh / 3.6 * period_s
     for a, b in itertools.pairwise(waypoints):
@@ -82,9 +91,16 @@ def drive(waypoints: list[tuple[float, float]], speed_kmh: float, start: datetim
         course = _bearing(a, b)
         for i in range(legs):
             f = i / legs
-            yield fix_sentences(ts, a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f, speed_kmh, course)
+            yield RoutePoint(ts, a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f, speed_kmh, course)
             ts += timedelta(seconds=period_s)
-    yield fix_sentences(ts, *waypoints[-1], 0.0, 0.0)
+    yield RoutePoint(ts, *waypoints[-1], 0.0, 0.0)
+
+
+def drive(waypoints: list[tuple[float, float]], speed_kmh: float, start: datetime | None = None,
+          period_s: float = 1.0) -> Iterator[bytes]:
+    """One epoch of NMEA every `period_s` of receiver time along the route."""
+    for p in route(waypoints, speed_kmh, start, period_s):
+        yield fix_sentences(p.ts, p.lat, p.lon, p.speed_kmh, p.course_deg)
 
 
 def portal_passage(epcs: list[str], outer: int, inner: int, outward: bool, reads_per_side: int = 3,
@@ -221,20 +237,43 @@ class Jt808Terminal:
         self.sock.close()
 
 
+def jt808_location(p: RoutePoint, alarms: tuple[str, ...] = ()) -> jt808.Location:
+    return jt808.Location(alarms, 0, True, round(p.lat, 6), round(p.lon, 6), 10, p.speed_kmh,
+                          round(p.course_deg) % 360, p.ts, {"satellites": 12})
+
+
 def route_reports(waypoints: list[tuple[float, float]], speed_kmh: float, start: datetime,
                   period_s: float = 1.0, alarms_at: dict[int, tuple[str, ...]] | None = None) -> Iterator[
                       jt808.Location]:
-    """Location reports of a vehicle driving along the waypoints, one every `period_s`, then stopped at
-    the last one; `alarms_at` raises alarms with the n-th report."""
-    ts, n = start.replace(microsecond=0), 0
-    step_m = speed_kmh / 3.6 * period_s
-    for a, b in itertools.pairwise(waypoints):
-        legs = max(1, math.ceil(_distance_m(a, b) / step_m))
-        course = round(_bearing(a, b)) % 360
-        for i in range(legs):
-            f = i / legs
-            yield jt808.Location((alarms_at or {}).get(n, ()), 0, True, round(a[0] + (b[0] - a[0]) * f, 6),
-                                 round(a[1] + (b[1] - a[1]) * f, 6), 10, speed_kmh, course, ts, {"satellites": 12})
-            ts += timedelta(seconds=period_s)
-            n += 1
-    yield jt808.Location((alarms_at or {}).get(n, ()), 0, True, *waypoints[-1], 10, 0.0, 0, ts, {"satellites": 12})
+    """JT/T 808 location reports along the route; `alarms_at` raises alarms with the n-th report."""
+    for n, p in enumerate(route(waypoints, speed_kmh, start, period_s)):
+        yield jt808_location(p, (alarms_at or {}).get(n, ()))
+
+
+def teltonika_record(p: RoutePoint) -> teltonika.Record:
+    """An AVL record with ignition on (IO 239) and 24 V on the supply (IO 66)."""
+    return teltonika.Record(p.ts, 0, round(p.lat, 7), round(p.lon, 7), 10, round(p.course_deg) % 360, 12,
+                            round(p.speed_kmh), 0, {239: 1, 66: 24_000})
+
+
+class TeltonikaTracker:
+    """A Teltonika tracker on a TCP connection: sends its IMEI, then AVL packets, reading each answer."""
+
+    def __init__(self, host: str, port: int, imei: str, timeout: float = 10.0) -> None:
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.sendall(teltonika.imei_frame(imei))
+        self.accepted = self.sock.recv(1) == teltonika.ACCEPT
+
+    def send(self, records: list[teltonika.Record], extended: bool = False) -> int:
+        """The number of records the server says it took."""
+        self.sock.sendall(teltonika.packet_frame(records, extended))
+        answer = b""
+        while len(answer) < 4:
+            chunk = self.sock.recv(4 - len(answer))
+            if not chunk:
+                raise ConnectionError("the server closed the connection")
+            answer += chunk
+        return int.from_bytes(answer, "big")
+
+    def close(self) -> None:
+        self.sock.close()

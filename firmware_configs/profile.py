@@ -139,17 +139,35 @@ class Jt808(_Strict):
         return value
 
 
+class Teltonika(_Strict):
+    """A Teltonika endpoint (Codec 8 / 8 Extended over TCP): the fleet's trackers connect to this gateway."""
+
+    listen: str = Field("0.0.0.0:5027", pattern=r"^[0-9a-zA-Z.:-]+:[0-9]{1,5}$", description="host:port")
+    devices: dict[str, str] = Field(min_length=1, description="tracker IMEI → vehicle id")
+
+    @field_validator("devices")
+    @classmethod
+    def _imeis_and_vehicles(cls, value: dict[str, str]) -> dict[str, str]:
+        for imei, vehicle in value.items():
+            if not (imei.isdigit() and len(imei) == 15):
+                raise ValueError(f"device {imei!r}: an IMEI is 15 digits")
+            if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", vehicle):
+                raise ValueError(f"device {imei}: vehicle {vehicle!r} must match [A-Za-z0-9._-]{{1,64}}")
+        return value
+
+
 class GatewayProfile(_Strict):
     gateway: Gateway
     readers: list[Reader] = []
     gps: Gps | None = None
     jt808: Jt808 | None = None
+    teltonika: Teltonika | None = None
     version: str = Field("", description="filled with a hash of the file when loaded")
 
     @model_validator(mode="after")
     def _has_devices(self) -> GatewayProfile:
-        if not self.readers and self.gps is None and self.jt808 is None:
-            raise ValueError("a gateway needs at least one reader, a gps or a jt808 endpoint")
+        if not self.readers and self.gps is None and self.jt808 is None and self.teltonika is None:
+            raise ValueError("a gateway needs at least one reader, a gps, or a jt808 or teltonika endpoint")
         return self
 
 

@@ -1,7 +1,6 @@
 """A JT/T 808 platform endpoint inside the gateway: the fleet's terminals connect over TCP, register,
 authenticate and report their positions; each report becomes a fix of the vehicle its terminal is
-mapped to, on the gateway's queue like a serial GPS's, and every message is answered as the standard
-says. One asyncio loop in its own thread serves every connection.
+mapped to, and every message is answered as the standard says.
 
 Authentication codes are derived from the terminal's number (HMAC with the profile's secret), so a
 terminal registered before a restart still authenticates after it.
@@ -15,17 +14,16 @@ import hmac
 import logging
 import queue
 import threading
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from device_drivers import jt808 as j
-from device_drivers.types import Fix, VehicleFix
+from device_drivers.types import Fix
 from firmware_configs.profile import Jt808
+from gateway.tcp_endpoint import READ_BYTES, TcpEndpoint
 
 log = logging.getLogger(__name__)
 DEVICE = "jt808"
-READ_BYTES = 4096
 
 
 @dataclass
@@ -41,16 +39,12 @@ class Session:
         return self.serial
 
 
-class Jt808Server(threading.Thread):
+class Jt808Server(TcpEndpoint):
     def __init__(self, cfg: Jt808, gateway_id: str, out: queue.Queue[tuple[str, Any]], stop: threading.Event) -> None:
-        super().__init__(name="jt808", daemon=True)
-        self.cfg, self.out, self.stop_event = cfg, out, stop
+        super().__init__(DEVICE, cfg.listen, out, stop)
+        self.cfg = cfg
         self.key = f"{gateway_id}\0{cfg.secret}".encode()
         self.terminals = {phone.zfill(20): vehicle for phone, vehicle in cfg.terminals.items()}
-        self.counters: Counter[str] = Counter()
-        self.connections = 0
-        self.listening = threading.Event()
-        self.port = 0  # the port it listens on, once listening (0 in the profile: any free one)
 
     def code(self, phone: str) -> str:
         return hmac.new(self.key, phone.zfill(20).encode(), hashlib.sha256).hexdigest()[:16]
@@ -58,35 +52,16 @@ class Jt808Server(threading.Thread):
     def vehicle(self, phone: str) -> str | None:
         return self.terminals.get(phone.zfill(20))
 
-    def run(self) -> None:
-        asyncio.run(self._serve())
-
-    async def _serve(self) -> None:
-        host, port = self.cfg.listen.rsplit(":", 1)
-        server = await asyncio.start_server(self._connection, host, int(port))
-        self.port = server.sockets[0].getsockname()[1]
-        log.info("jt808: listening on %s:%d", host, self.port)
-        self.listening.set()
-        async with server:
-            await asyncio.to_thread(self.stop_event.wait)
-        self.listening.clear()
-
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         decoder, reassembly, session = j.Jt808Decoder(), j.Reassembly(), Session()
-        self.connections += 1
         try:
             while data := await reader.read(READ_BYTES):
-                for message in decoder.feed(data):
-                    whole = reassembly.add(message)
-                    if whole is not None:
-                        writer.writelines(self.answer(whole, session))
-                await writer.drain()
-        except (ConnectionError, TimeoutError) as exc:
-            log.info("jt808: terminal %s gone: %s", session.phone, exc)
+                replies = [reply for message in decoder.feed(data) if (whole := reassembly.add(message)) is not None
+                           for reply in self.answer(whole, session)]
+                if not await self.answer_when_stored(writer, replies):
+                    return
         finally:
-            self.connections -= 1
             self.counters.update({f"bad frame: {r}": n for r, n in decoder.bad_frames.items()})
-            writer.close()
 
     def answer(self, message: j.Message, session: Session) -> list[bytes]:
         """The replies to one terminal message; fixes of its location reports go on the queue."""
@@ -140,7 +115,7 @@ class Jt808Server(threading.Thread):
         for report in reports:
             self.counters["reports"] += 1
             if report.fixed:
-                self.out.put((DEVICE, VehicleFix(vehicle, _fix(report))))
+                self.fix(vehicle, _fix(report))
             else:
                 self.counters["reports without a fix"] += 1
         return j.OK

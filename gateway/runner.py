@@ -25,6 +25,8 @@ from gateway.jt808_server import Jt808Server
 from gateway.outbox import Outbox, StorageRefused
 from gateway.publisher import Publisher
 from gateway.smoothing import Smoother
+from gateway.tcp_endpoint import Receipt, TcpEndpoint
+from gateway.teltonika_server import TeltonikaServer
 from gateway.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,7 @@ class Gateway:
         self.publisher = Publisher(cfg, self.outbox, profile.version)
         self.smoother = Smoother(cfg.smoothing)
         self.tracks: dict[str, TrackFilter] = {}  # per vehicle: a JT/T 808 endpoint serves a fleet
-        self.jt808: Jt808Server | None = None
+        self.endpoints: list[TcpEndpoint] = []  # JT/T 808, Teltonika: a fleet's terminals connect to these
         self.queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=100_000)
         self.readers = {r.name: r for r in profile.readers}
         self.antennas = {(r.name, a.port): a for r in profile.readers for a in r.antennas}
@@ -58,6 +60,7 @@ class Gateway:
         self.observations = 0
         self.clock_offset_s: float | None = None  # this box's clock minus GPS time, from the last fix
         self.held: list[Item] = []  # events the outbox's disk refused, oldest first, waiting in memory
+        self.receipts: list[Receipt] = []  # endpoints waiting to acknowledge what they queued before these
         self.held_dropped = 0
         self._retry_at = datetime.min.replace(tzinfo=UTC)
 
@@ -71,8 +74,11 @@ class Gateway:
         self.devices = devices
         self.publisher.devices = {d.device: "starting" for d in devices}
         if self.profile.jt808:
-            self.jt808 = Jt808Server(self.profile.jt808, self.profile.gateway.id, self.queue, stop)
-            self.jt808.start()
+            self.endpoints.append(Jt808Server(self.profile.jt808, self.profile.gateway.id, self.queue, stop))
+        if self.profile.teltonika:
+            self.endpoints.append(TeltonikaServer(self.profile.teltonika, self.queue, stop))
+        for endpoint in self.endpoints:
+            endpoint.start()
         metrics = None
         if self.profile.gateway.metrics_listen:
             metrics = serve(self.profile.gateway.metrics_listen, self.samples,
@@ -112,6 +118,10 @@ class Gateway:
         items += [("rfid", obs, False) for obs in observations]
         if items or self.held:
             self._store(items, now, flush)
+        if not self.held:  # everything taken so far is in the outbox (or deliberately dropped)
+            for receipt in self.receipts:
+                receipt.settle()
+            self.receipts.clear()
         self.publisher.counters = self.counters()
         self.publisher.pump()
 
@@ -166,6 +176,8 @@ class Gateway:
             self._track(self.profile.gps.vehicle, value, now, items)
         elif isinstance(value, VehicleFix):
             self._track(value.vehicle, value.fix, now, items)
+        elif isinstance(value, Receipt):
+            self.receipts.append(value)
         elif value in ("up", "down") and self.publisher.devices.get(device) != value:
             self.publisher.devices[device] = value
             if self.publisher.connected.is_set():
@@ -193,9 +205,10 @@ class Gateway:
             (g + "short_lived_connections_total", {}, self.publisher.short_lived_connections),
         ]
         out += [(g + "fixes_dropped_total", {"reason": r}, n) for r, n in dropped.items()]
-        if self.jt808:
-            out.append((g + "jt808_connections", {}, self.jt808.connections))
-            out += [(g + "jt808_messages_total", {"outcome": k}, n) for k, n in sorted(self.jt808.counters.items())]
+        for endpoint in self.endpoints:
+            out.append((g + "endpoint_connections", {"endpoint": endpoint.name}, endpoint.connections))
+            out += [(g + "endpoint_messages_total", {"endpoint": endpoint.name, "outcome": k}, n)
+                    for k, n in sorted(endpoint.counters.items())]
         for device in self.devices:
             out.append((g + "device_up", {"device": device.device}, float(self.publisher.devices.get(device.device)
                                                                               == "up")))

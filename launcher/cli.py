@@ -132,11 +132,15 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from launcher.simulate import simulate, simulate_jt808
+    from launcher.simulate import simulate, simulate_jt808, simulate_teltonika
 
     if args.jt808:
         accepted = simulate_jt808(args.jt808, args.phone, args.period)
         print(f"terminal {args.phone}: {accepted} reports accepted")
+        return 0
+    if args.teltonika:
+        taken = simulate_teltonika(args.teltonika, args.imei, args.period)
+        print(f"tracker {args.imei}: {taken} records taken")
         return 0
     simulate(args.gateway_id, args.broker, Path(args.data_dir), args.site, args.vehicle, args.tags, args.period,
              password_file=args.password_file, metrics_listen=args.metrics_listen)
@@ -274,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jt808", metavar="HOST:PORT", help="instead: a JT/T 808 terminal driving the demo route "
                    "against this platform (a gateway's jt808 endpoint); --period is then between reports")
     p.add_argument("--phone", default="013912345678", help="the simulated terminal's phone number (its identity)")
+    p.add_argument("--teltonika", metavar="HOST:PORT", help="instead: a Teltonika tracker driving the demo route "
+                   "against a gateway's teltonika endpoint; --period is then between records")
+    p.add_argument("--imei", default="356307042441013", help="the simulated tracker's IMEI (its identity)")
 
     crm = sub.add_parser("crm", help="the CRM link", description="the CRM link")
     crm_sub = crm.add_subparsers(dest="crm_command", required=True, metavar="COMMAND")

@@ -9,13 +9,24 @@ import itertools
 import os
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from common import epc
 from device_drivers import jt808
-from device_drivers.simulators import Jt808Terminal, drive, open_pty_pair, portal_passage, route_reports
+from device_drivers.simulators import (
+    Jt808Terminal,
+    RoutePoint,
+    TeltonikaTracker,
+    fix_sentences,
+    jt808_location,
+    open_pty_pair,
+    portal_passage,
+    route,
+    teltonika_record,
+)
 from gateway.runner import run as run_gateway
 from launcher.demo import ROUTE, SPEED_KMH, portal_reader, write_profile
 
@@ -30,12 +41,18 @@ def _dock(fd: int, tags_per_passage: int, period_s: float, stop: threading.Event
         outward = not outward
 
 
-def _truck(fd: int, stop: threading.Event) -> None:
-    for route in itertools.cycle((ROUTE, ROUTE[::-1])):
-        for epoch in drive(route, SPEED_KMH, start=datetime.now(UTC)):
-            if stop.wait(1):
+def _demo_drive(period_s: float, stop: threading.Event) -> Iterator[RoutePoint]:
+    """The demo route back and forth, a point every `period_s` of real time stamped now, until stopped."""
+    for way in itertools.cycle((ROUTE, ROUTE[::-1])):
+        for point in route(way, SPEED_KMH, datetime.now(UTC), period_s):
+            if stop.wait(period_s):
                 return
-            os.write(fd, epoch)
+            yield replace(point, ts=datetime.now(UTC).replace(microsecond=0))
+
+
+def _truck(fd: int, stop: threading.Event) -> None:
+    for p in _demo_drive(1.0, stop):
+        os.write(fd, fix_sentences(p.ts, p.lat, p.lon, p.speed_kmh, p.course_deg))
 
 
 def simulate(gateway_id: str, broker: str, folder: Path, site: str, vehicle: str, tags_per_passage: int,
@@ -78,11 +95,26 @@ def simulate_jt808(address: str, phone: str, period_s: float, stop: threading.Ev
                              f"map it to a vehicle in the gateway profile's jt808.terminals")
         if terminal.authenticate(code) != jt808.OK:
             raise SystemExit(f"error: the platform refused terminal {phone}'s authentication")
-        for route in itertools.cycle((ROUTE, ROUTE[::-1])):
-            for report in route_reports(route, SPEED_KMH, datetime.now(UTC), period_s):
-                if stop.wait(period_s):
-                    return accepted
-                accepted += terminal.report(replace(report, ts=datetime.now(UTC).replace(microsecond=0))) == jt808.OK
+        for point in _demo_drive(period_s, stop):
+            accepted += terminal.report(jt808_location(point)) == jt808.OK
     finally:
         terminal.close()
     return accepted
+
+
+def simulate_teltonika(address: str, imei: str, period_s: float, stop: threading.Event | None = None) -> int:
+    """A Teltonika tracker against a gateway's teltonika endpoint at HOST:PORT: drives the demo route back
+    and forth, one record every `period_s` of real time. Returns how many records the gateway took."""
+    stop = stop or threading.Event()
+    host, port = address.rsplit(":", 1)
+    tracker = TeltonikaTracker(host, int(port), imei)
+    taken = 0
+    try:
+        if not tracker.accepted:
+            raise SystemExit(f"error: the gateway refused tracker {imei}: map its IMEI to a vehicle in the gateway "
+                             f"profile's teltonika.devices")
+        for point in _demo_drive(period_s, stop):
+            taken += tracker.send([teltonika_record(point)])
+    finally:
+        tracker.close()
+    return taken

@@ -11,20 +11,19 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crm_link.demands import upsert_demand
 from device_drivers.gps import NmeaDecoder
 from device_drivers.gpsd import GpsdDecoder
 from device_drivers.simulators import drive, open_pty_pair
 from device_drivers.types import Fix
 from launcher.embedded import free_port, wait_for_port
-from tests.helpers import Processes, Subscriber, wait_for
-from tests.test_crm_status import CUSTOMER_SITE, ITEMS, WAREHOUSE, demand, observe, status, world
+from tests.helpers import Subscriber, wait_for
+from tests.journey import VEHICLE, journey
+from tests.test_crm_status import CUSTOMER_SITE, WAREHOUSE
 
 
 @pytest.mark.parametrize("name", ["bu353s4", "sirfstarv-nmea", "quectel-eg25-g"])
@@ -145,39 +144,16 @@ def test_a_truck_read_through_gpsd_takes_a_shipment_from_loaded_to_arrived(
         tmp_path: Path, db_url: str, mqtt_url: str, gateway_id: str) -> None:
     """The smaller end-to-end scenario: gpsd reads the truck's receiver, the gateway reads gpsd, and
     ingest and the CRM link (real processes) move the shipment."""
-    with world(db_url) as conn:
-        demand_id, _ = upsert_demand(conn, "acme", "SO-GPSD", demand())
-        conn.commit()
-        for uri in ITEMS:
-            observe(conn, uri, "wh-sh1/door-03", "out", datetime.now(UTC) - timedelta(minutes=20))
     master, device = open_pty_pair()
     port = free_port()
-    profile = tmp_path / "truck.yaml"
-    profile.write_text(yaml.safe_dump({
-        "gateway": {"id": gateway_id, "broker": mqtt_url, "outbox": str(tmp_path / "outbox.sqlite")},
-        "gps": {"source": "gpsd", "port": f"socket://127.0.0.1:{port}", "vehicle": "TRK-042"}}))
     gpsd_proc = subprocess.Popen(["gpsd", "-N", "-n", "-b", "-G", "-S", str(port), device], stderr=subprocess.DEVNULL)
-    unique = gateway_id.rsplit("-", 1)[-1]
-    procs = Processes({**os.environ, "CARGOTRACE_DATABASE_URL": db_url, "CARGOTRACE_MQTT_URL": mqtt_url,
-                       "CARGOTRACE_INGEST_CLIENT_ID": f"ingest-{unique}",
-                       "CARGOTRACE_INGEST_SHARED_GROUP": f"g{unique}", "CARGOTRACE_CRM_POLL_SECONDS": "0.5"}, tmp_path)
+    source = {"gps": {"source": "gpsd", "port": f"socket://127.0.0.1:{port}", "vehicle": VEHICLE}}
     try:
-        wait_for_port(port)
-        for name, args in {"ingest": ["ingest"], "crm": ["crm", "run"],
-                           "truck": ["gateway", "--config", str(profile)]}.items():
-            procs.start(name, *args)
-        start = datetime.now(UTC) - timedelta(minutes=15)
-        epochs = b"".join(drive([WAREHOUSE, CUSTOMER_SITE], 60.0, start=start, period_s=10.0))
-        wait_for(lambda: os.write(master, epochs) and _status(db_url, demand_id) == "arrived", timeout=60,
-                 interval=2.0, what="arrived")
-        procs.check_alive()
+        with journey(tmp_path, db_url, mqtt_url, gateway_id, "SO-GPSD", source) as trip:
+            start = datetime.now(UTC) - timedelta(minutes=15)
+            epochs = b"".join(drive([WAREHOUSE, CUSTOMER_SITE], 60.0, start=start, period_s=10.0))
+            trip.wait_for("arrived", feed=lambda: os.write(master, epochs))
     finally:
-        procs.stop()
         gpsd_proc.terminate()
         gpsd_proc.wait(10)
         os.close(master)
-
-
-def _status(db_url: str, demand_id: int) -> str:
-    with psycopg.connect(db_url) as conn:
-        return status(conn, demand_id)

@@ -4,7 +4,6 @@ alarms with them, and every message gets the answer the standard gives."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -12,18 +11,17 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
-import yaml
 
-from crm_link.demands import upsert_demand
 from device_drivers import jt808 as j
 from device_drivers.simulators import Jt808Terminal, route_reports
 from firmware_configs.profile import GatewayProfile
+from gateway.jt808_server import Jt808Server
 from gateway.runner import Gateway
 from launcher.embedded import free_port, wait_for_port
-from tests.helpers import Processes, Subscriber, wait_for
-from tests.test_crm_status import CUSTOMER_SITE, ITEMS, WAREHOUSE, demand, observe, status, world
+from tests.helpers import Subscriber, wait_for
+from tests.journey import VEHICLE, journey
+from tests.test_crm_status import CUSTOMER_SITE, WAREHOUSE
 
 TERMINALS = {"013912345678": "TRK-808", "00000000018612345678": "TRK-2019"}
 ROUTE = [(31.2304, 121.4737), (31.2330, 121.4790)]
@@ -39,16 +37,19 @@ def fleet(tmp_path: Path, gateway_id: str, mqtt_url: str) -> Iterator[tuple[Gate
     stop = threading.Event()
     thread = threading.Thread(target=gateway.run, args=(stop,))
     thread.start()
-    wait_for(lambda: gateway.jt808 is not None and gateway.jt808.listening.is_set(), what="the JT/T 808 endpoint")
+    wait_for(lambda: gateway.endpoints and gateway.endpoints[0].listening.is_set(), what="the JT/T 808 endpoint")
     yield gateway, subscriber
     stop.set()
     thread.join(20)
     subscriber.close()
 
 
+def jt808_of(gateway: Gateway) -> Jt808Server:
+    return next(e for e in gateway.endpoints if isinstance(e, Jt808Server))
+
+
 def _connect(gateway: Gateway, phone: str, is_2019: bool = False) -> Jt808Terminal:
-    assert gateway.jt808 is not None
-    return Jt808Terminal("127.0.0.1", gateway.jt808.port, phone, is_2019)
+    return Jt808Terminal("127.0.0.1", jt808_of(gateway).port, phone, is_2019)
 
 
 def test_terminals_register_authenticate_and_their_drive_arrives_under_their_vehicles(
@@ -85,11 +86,10 @@ def test_what_the_endpoint_refuses_and_how_it_says_so(fleet: tuple[Gateway, Subs
     assert forger.report(at) == j.FAILURE  # never authenticated on this connection
     assert forger.send(0x0900, b"\x01").body[4] == j.NOT_SUPPORTED  # a message it does not handle
     forger.close()
-    assert gateway.jt808 is not None
-    wait_for(lambda: gateway.jt808.counters["refused: not authenticated"] == 1)
-    assert gateway.jt808.counters["refused: unknown terminal"] == 2
-    assert gateway.jt808.counters["refused: authentication"] == 1
-    assert gateway.jt808.counters["reports"] == 0
+    wait_for(lambda: jt808_of(gateway).counters["refused: not authenticated"] == 1)
+    assert jt808_of(gateway).counters["refused: unknown terminal"] == 2
+    assert jt808_of(gateway).counters["refused: authentication"] == 1
+    assert jt808_of(gateway).counters["reports"] == 0
 
 
 def test_a_blind_area_batch_after_a_tunnel_is_taken_whole(fleet: tuple[Gateway, Subscriber]) -> None:
@@ -109,25 +109,9 @@ def test_a_jt808_truck_takes_a_shipment_from_loaded_to_arrived_through_every_pro
         tmp_path: Path, db_url: str, mqtt_url: str, gateway_id: str) -> None:
     """Real processes: a fleet gateway with a JT/T 808 endpoint, ingest, the CRM link. A terminal mapped
     to the shipment's truck registers, authenticates and drives from the warehouse to the customer."""
-    with world(db_url) as conn:
-        demand_id, _ = upsert_demand(conn, "acme", "SO-808", demand())
-        conn.commit()
-        for uri in ITEMS:  # both pallets read out at the warehouse door: loaded
-            observe(conn, uri, "wh-sh1/door-03", "out", datetime.now(UTC) - timedelta(minutes=20))
     port = free_port()
-    profile = tmp_path / "fleet.yaml"
-    profile.write_text(yaml.safe_dump({
-        "gateway": {"id": gateway_id, "broker": mqtt_url, "outbox": str(tmp_path / "fleet.sqlite")},
-        "jt808": {"listen": f"127.0.0.1:{port}", "terminals": {"013912345678": "TRK-042"}}}))
-    unique = gateway_id.rsplit("-", 1)[-1]
-    procs = Processes({**os.environ, "CARGOTRACE_DATABASE_URL": db_url, "CARGOTRACE_MQTT_URL": mqtt_url,
-                       "CARGOTRACE_INGEST_CLIENT_ID": f"ingest-{unique}",
-                       "CARGOTRACE_INGEST_SHARED_GROUP": f"g{unique}", "CARGOTRACE_CRM_POLL_SECONDS": "0.5"}, tmp_path)
-    try:
-        for name, args in {"ingest": ["ingest"], "crm": ["crm", "run"],
-                           "fleet": ["gateway", "--config", str(profile)]}.items():
-            procs.start(name, *args)
-        wait_for(lambda: current(db_url, demand_id) == "loaded", what="loaded")
+    endpoint = {"jt808": {"listen": f"127.0.0.1:{port}", "terminals": {"013912345678": VEHICLE}}}
+    with journey(tmp_path, db_url, mqtt_url, gateway_id, "SO-808", endpoint) as trip:
         wait_for_port(port)
         terminal = Jt808Terminal("127.0.0.1", port, "013912345678")
         terminal.authenticate(terminal.register()[1])
@@ -135,27 +119,14 @@ def test_a_jt808_truck_takes_a_shipment_from_loaded_to_arrived_through_every_pro
         for report in route_reports([WAREHOUSE, CUSTOMER_SITE], 60.0, start, period_s=10.0):
             assert terminal.report(report) == j.OK
         terminal.close()
-        wait_for(lambda: current(db_url, demand_id) == "arrived", timeout=60, what="arrived")
-        with psycopg.connect(db_url) as conn:
-            statuses = [s for (s,) in conn.execute("SELECT status FROM shipment_events WHERE demand_id = %s "
-                                                   "ORDER BY ts", (demand_id,))]
-            (vehicles,) = conn.execute("SELECT array_agg(DISTINCT vehicle_id) FROM positions").fetchone()
-        assert statuses == ["loading", "loaded", "in_transit", "arrived"] and vehicles == ["TRK-042"]
-        procs.check_alive()
-    finally:
-        procs.stop()
-
-
-def current(db_url: str, demand_id: int) -> str:
-    with psycopg.connect(db_url) as conn:
-        return status(conn, demand_id)
+        trip.wait_for("arrived")
+        assert trip.history() == (["loading", "loaded", "in_transit", "arrived"], [VEHICLE])
 
 
 def test_the_command_line_simulates_a_terminal_driving_the_demo_route(fleet: tuple[Gateway, Subscriber]) -> None:
     gateway, subscriber = fleet
-    assert gateway.jt808 is not None
     terminal = subprocess.Popen([sys.executable, "-m", "launcher.cli", "simulate", "--jt808",
-                                 f"127.0.0.1:{gateway.jt808.port}", "--phone", "013912345678", "--period", "0.2"],
+                                 f"127.0.0.1:{jt808_of(gateway).port}", "--phone", "013912345678", "--period", "0.2"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         events = subscriber.wait_events("gps", 3)
