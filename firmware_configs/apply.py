@@ -53,6 +53,9 @@ def _answer(decoder: StreamDecoder[TagRead], command: int) -> int | None:
 def apply_profile(profile: GatewayProfile) -> dict[str, list[str]]:
     applied = {}
     for reader in profile.readers:
+        if protocol(reader.protocol).converse is not None:
+            applied[reader.name] = ["the gateway configures it on every connection"]
+            continue
         with serial.serial_for_url(reader.port, baudrate=reader.baud, timeout=0.2) as port:
             try:
                 applied[reader.name] = apply_reader(reader, port)

@@ -10,7 +10,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from device_drivers.rfid import protocols
+from device_drivers.rfid import protocol, protocols
+from device_drivers.rfid.protocol import Inventory
 
 # Per region: the UHF band the module hops in (MHz, for the error message and the docs) and the
 # highest conducted read power it may use (dBm). The M6e Nano and Micro top out at 27-30 dBm
@@ -76,13 +77,29 @@ class Antenna(_Strict):
     power_dbm: float = 27.0
 
 
+class Llrp(_Strict):
+    """How an LLRP reader inventories; the gateway sets it on every connection."""
+
+    session: int = Field(1, ge=0, le=3, description="Gen2 session: 1 for portals (a tag answers again within "
+                                                  "seconds), 2 or 3 to hold quiet tags longer")
+    search_mode: Literal["dual_target", "single_target"] = Field(
+        "dual_target", description="dual_target reads tags in both inventory states; single_target reads each "
+        "tag once per dwell (large static populations)")
+    tag_population: int = Field(32, ge=1, le=16384, description="how many tags the reader expects in its field")
+    report_every_tags: int = Field(1, ge=1, le=65535, description="a report per this many tags (1: at once)")
+    keepalive_s: float = Field(10.0, ge=1, le=600, description="the reader's keepalive period; three missed "
+                                                               "keepalives close the connection")
+
+
 class Reader(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
     protocol: str
-    port: str = Field(description="a device path or a pyserial URL (loop://, socket://host:port)")
+    port: str = Field(description="a device path or a pyserial URL (loop://, socket://host:port); an LLRP "
+                                  "reader: socket://HOST:5084")
     baud: int = 115200
     region: str = "EU"
     antennas: list[Antenna] = Field(min_length=1)
+    llrp: Llrp | None = Field(None, description="inventory settings of an LLRP reader")
 
     @field_validator("protocol")
     @classmethod
@@ -107,7 +124,17 @@ class Reader(_Strict):
                                  f"{MIN_DBM}..{limit} dBm allowed in region {self.region} ({band} MHz)")
         if len({a.port for a in self.antennas}) != len(self.antennas):
             raise ValueError("antenna ports must be unique")
+        converses = protocol(self.protocol).converse is not None
+        if converses and not re.fullmatch(r"socket://[0-9A-Za-z.:\[\]-]+:[0-9]{1,5}", self.port):
+            raise ValueError(f"an {self.protocol} reader's port is socket://HOST:PORT (port 5084 as a rule)")
+        if self.llrp is not None and self.protocol != "llrp":
+            raise ValueError(f"an llrp section belongs to an llrp reader, not to {self.protocol}")
         return self
+
+    def inventory(self) -> Inventory:
+        low, high = REGIONS[self.region][0].split("-")
+        return Inventory(region=self.region, band_mhz=(float(low), float(high)),
+                         power_dbm={a.port: a.power_dbm for a in self.antennas}, **(self.llrp or Llrp()).model_dump())
 
 
 class Gps(_Strict):

@@ -1,22 +1,78 @@
-"""Serial devices read in their own threads; a device that vanishes is reopened with backoff."""
+"""Serial devices read in their own threads; a device that vanishes is reopened with backoff.
+
+A port is a device path, a pyserial URL, or socket://HOST:PORT for a device on the network (a TCP serial
+server, gpsd, an LLRP reader). The last is read as a plain socket, in chunks: pyserial's socket handler
+reads byte by byte (its `in_waiting` is 0 or 1) and discards whatever arrived before its open returned.
+"""
 
 from __future__ import annotations
 
 import logging
 import queue
+import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import serial
+
+from device_drivers.rfid.protocol import CommandRefused, Conversation
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 10.0
+READ_TIMEOUT_S = 0.2
+CONNECT_TIMEOUT_S = 5.0
+
+
+class _SerialPort:
+    def __init__(self, url: str, baud: int) -> None:
+        self.port = serial.serial_for_url(url, baudrate=baud, timeout=READ_TIMEOUT_S)
+
+    def read(self) -> bytes:
+        return bytes(self.port.read(max(1, self.port.in_waiting)))
+
+    def write(self, data: bytes) -> None:
+        self.port.write(data)
+
+    def close(self) -> None:
+        self.port.close()
+
+
+class _TcpPort:
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if not parts.hostname or not parts.port:
+            raise ValueError(f"{url!r} is not socket://HOST:PORT")
+        self.sock = socket.create_connection((parts.hostname, parts.port), timeout=CONNECT_TIMEOUT_S)
+        self.sock.settimeout(READ_TIMEOUT_S)
+
+    def read(self) -> bytes:
+        try:
+            data = self.sock.recv(65536)
+        except TimeoutError:
+            return b""
+        if not data:
+            raise ConnectionError("the device closed the connection")
+        return data
+
+    def write(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def open_port(url: str, baud: int) -> _SerialPort | _TcpPort:
+    return _TcpPort(url) if url.startswith("socket://") else _SerialPort(url, baud)
 
 
 class DeviceReader(threading.Thread):
     """Reads one serial port (device path or pyserial URL) into a decoder; puts (name, value) on a queue.
+    A decoder that is a `Conversation` (an LLRP reader) also writes: what it has to say is sent after
+    each read, and what it raises (a refusal, silence) closes the port to start over.
 
     Status changes are put as (name, "up" | "down").
     """
@@ -33,27 +89,37 @@ class DeviceReader(threading.Thread):
         backoff = 0.5
         while not self.stop_event.is_set():
             try:
-                port = serial.serial_for_url(self.port, baudrate=self.baud, timeout=0.2)
+                port = open_port(self.port, self.baud)
             except (serial.SerialException, OSError, ValueError) as exc:
                 log.warning("%s: cannot open %s: %s (retry in %.1f s)", self.device, self.port, exc, backoff)
                 self.out.put((self.device, "down"))
                 self.stop_event.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
-            backoff = 0.5
+            opened = time.monotonic()
             log.info("%s: open %s", self.device, self.port)
             self.decoder = self.make_decoder()
             self.out.put((self.device, "up"))
+            talks = isinstance(self.decoder, Conversation)
+            pause = 0.0
             try:
                 if self.on_open:
                     port.write(self.on_open)
                 while not self.stop_event.is_set():
-                    data = port.read(max(1, port.in_waiting))
+                    data = port.read()
                     for value in self.decoder.feed(data) if data else ():
                         self.out.put((self.device, value))
-            except (serial.SerialException, OSError) as exc:
+                    if talks and (said := self.decoder.outgoing()):
+                        port.write(said)
+            except (serial.SerialException, OSError, CommandRefused) as exc:
                 log.warning("%s: device lost: %s", self.device, exc)
                 self.reopens += 1
                 self.out.put((self.device, "down"))
+                # One that fails again soon after opening (a reader refusing the profile) is retried ever
+                # more slowly; one that had been working is retried at once.
+                worked = time.monotonic() - opened > MAX_BACKOFF_S
+                backoff = 0.5 if worked else min(backoff * 2, MAX_BACKOFF_S)
+                pause = 0.0 if worked else backoff / 2
             finally:
                 port.close()
+            self.stop_event.wait(pause)

@@ -8,6 +8,7 @@ import queue
 import signal
 import threading
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from device_drivers.gpsd import GpsdDecoder
 from device_drivers.rfid import protocol
 from device_drivers.types import Fix, TagRead, VehicleFix
 from firmware_configs import GatewayProfile, load_profile
+from firmware_configs.profile import Reader
 from gateway.devices import DeviceReader
 from gateway.gps_filter import TrackFilter
 from gateway.jt808_server import Jt808Server
@@ -44,6 +46,16 @@ def _fix_event(vehicle: str, fix: Fix) -> dict[str, Any]:
     return {**event, "alarms": list(fix.alarms)} if fix.alarms else event
 
 
+def _reader_input(reader: Reader) -> Callable[[], Any]:
+    """What reads a reader's connection each time it opens: a conversation for readers configured on
+    every connection (LLRP), a stream decoder for the others."""
+    spoken = protocol(reader.protocol)
+    if spoken.converse is not None:
+        converse, inventory = spoken.converse, reader.inventory()
+        return lambda: converse(reader.name, inventory)
+    return lambda: spoken.decoder(reader.name)
+
+
 class Gateway:
     def __init__(self, profile: GatewayProfile) -> None:
         self.profile = profile
@@ -65,8 +77,8 @@ class Gateway:
         self._retry_at = datetime.min.replace(tzinfo=UTC)
 
     def run(self, stop: threading.Event) -> None:
-        devices = [DeviceReader(r.name, r.port, r.baud, lambda r=r: protocol(r.protocol).decoder(r.name), self.queue,
-                                stop, on_open=protocol(r.protocol).start) for r in self.profile.readers]
+        devices = [DeviceReader(r.name, r.port, r.baud, _reader_input(r), self.queue, stop,
+                                on_open=protocol(r.protocol).start) for r in self.profile.readers]
         if self.profile.gps:
             gps = self.profile.gps
             decoder, on_open = (GpsdDecoder, gpsd.WATCH) if gps.source == "gpsd" else (NmeaDecoder, b"")

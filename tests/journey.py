@@ -52,16 +52,20 @@ class Journey:
 
 @contextmanager
 def journey(tmp_path: Path, db_url: str, mqtt_url: str, gateway_id: str, order: str,
-            devices: dict[str, Any]) -> Iterator[Journey]:
-    """`devices`: the gateway profile's device sections (`gps`, `jt808`, `teltonika`...)."""
+            devices: dict[str, Any], loaded: bool = True) -> Iterator[Journey]:
+    """`devices`: the gateway profile's device sections (`gps`, `jt808`, `readers`...). The shipment's
+    pallets were read out of the door already, unless `loaded` is False (the gateway's readers do it)."""
     with world(db_url) as conn:
         demand_id, _ = upsert_demand(conn, "acme", order, demand())
         conn.commit()
-        for uri in ITEMS:
+        for uri in ITEMS if loaded else ():
             observe(conn, uri, "wh-sh1/door-03", "out", datetime.now(UTC) - timedelta(minutes=20))
     profile = tmp_path / "truck.yaml"
+    devices = dict(devices)
+    own = devices.pop("gateway", {})
     profile.write_text(yaml.safe_dump({
-        "gateway": {"id": gateway_id, "broker": mqtt_url, "outbox": str(tmp_path / "truck.sqlite")}, **devices}))
+        "gateway": {"id": gateway_id, "broker": mqtt_url, "outbox": str(tmp_path / "truck.sqlite"), **own},
+        **devices}))
     unique = gateway_id.rsplit("-", 1)[-1]
     procs = Processes({**os.environ, "CARGOTRACE_DATABASE_URL": db_url, "CARGOTRACE_MQTT_URL": mqtt_url,
                        "CARGOTRACE_INGEST_CLIENT_ID": f"ingest-{unique}",
@@ -71,7 +75,7 @@ def journey(tmp_path: Path, db_url: str, mqtt_url: str, gateway_id: str, order: 
         for name, args in {"ingest": ["ingest"], "crm": ["crm", "run"],
                            "truck": ["gateway", "--config", str(profile)]}.items():
             procs.start(name, *args)
-        trip.wait_for("loaded")
+        trip.wait_for("loaded" if loaded else "pending")
         yield trip
         procs.check_alive()
     finally:

@@ -7,7 +7,7 @@ configuration steps, error type, built into a `ReaderProtocol`) and one line her
 from __future__ import annotations
 
 from device_drivers.framing import StreamDecoder
-from device_drivers.rfid import em4100, epc_lines, mercury, r2000
+from device_drivers.rfid import em4100, epc_lines, llrp_session, mercury, r2000
 from device_drivers.rfid.protocol import ReaderProtocol
 from device_drivers.types import TagRead
 
@@ -16,6 +16,7 @@ PROTOCOLS: dict[str, ReaderProtocol] = {p.name: p for p in (
     r2000.PROTOCOL,
     em4100.PROTOCOL,
     epc_lines.PROTOCOL,
+    llrp_session.PROTOCOL,
 )}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
 
 from device_drivers.framing import StreamDecoder
 from device_drivers.types import TagRead
@@ -41,6 +42,30 @@ def no_configuration(region: str, power_dbm: Mapping[int, float]) -> list[Comman
 
 
 @dataclass(frozen=True, slots=True)
+class Inventory:
+    """What a profile asks of a reader that the host configures on every connection (LLRP)."""
+
+    region: str
+    band_mhz: tuple[float, float]  # the region's UHF band
+    power_dbm: Mapping[int, float]  # per antenna port, the ports to read with
+    session: int = 1  # Gen2 session: 1 forgets a tag's flag within seconds, 2 and 3 hold it longer
+    search_mode: Literal["dual_target", "single_target"] = "dual_target"
+    tag_population: int = 32
+    report_every_tags: int = 1
+    keepalive_s: float = 10.0
+
+
+@runtime_checkable
+class Conversation(Protocol):
+    """A reader the host talks with over a connection: `feed` what it sent, write what `outgoing` returns.
+    Either raises CommandRefused or an OSError when the connection must start over."""
+
+    def feed(self, data: bytes) -> list[TagRead]: ...
+
+    def outgoing(self) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
 class ReaderProtocol:
     name: str  # as a profile names it: `protocol: thingmagic-mercury`
     decoder: Callable[[str], StreamDecoder[TagRead]]  # a fresh stream decoder for the named reader
@@ -48,3 +73,5 @@ class ReaderProtocol:
     start: bytes = b""  # what the reader must hear, once opened, before it streams reads
     refused: Callable[[int, int], CommandRefused] = lambda command, status: CommandRefused(
         command, status, f"the reader refused command 0x{command:02X} with status 0x{status:04X}")
+    # For readers configured on every connection: the conversation that configures one and streams its reads
+    converse: Callable[[str, Inventory], Conversation] | None = None
