@@ -41,3 +41,4 @@ class VehicleFix:
 
     vehicle: str
     fix: Fix
+    backfill: bool = False  # recorded out of coverage and sent later (a JT/T 808 blind-area batch): history

@@ -111,11 +111,12 @@ class Jt808Server(TcpEndpoint):
         if self.cfg.require_authentication and not session.authenticated:
             self.counters["refused: not authenticated"] += 1
             return j.FAILURE
-        reports = [j.location(message.body)] if h.message_id == j.LOCATION else j.batch_locations(message.body)[1]
+        backfill, reports = ((False, [j.location(message.body)]) if h.message_id == j.LOCATION
+                             else j.batch_locations(message.body))
         for report in reports:
             self.counters["reports"] += 1
             if report.fixed:
-                self.fix(vehicle, _fix(report))
+                self.fix(vehicle, _fix(report), backfill)
             else:
                 self.counters["reports without a fix"] += 1
         return j.OK

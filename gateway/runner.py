@@ -74,6 +74,7 @@ class Gateway:
         self.held: list[Item] = []  # events the outbox's disk refused, oldest first, waiting in memory
         self.receipts: list[Receipt] = []  # endpoints waiting to acknowledge what they queued before these
         self.held_dropped = 0
+        self.backfilled = self.backfill_refused = 0  # blind-area fixes stored as history; refused as ahead
         self._retry_at = datetime.min.replace(tzinfo=UTC)
 
     def run(self, stop: threading.Event) -> None:
@@ -186,6 +187,8 @@ class Gateway:
         elif isinstance(value, Fix) and self.profile.gps:
             self._clock_against(value, now)
             self._track(self.profile.gps.vehicle, value, now, items)
+        elif isinstance(value, VehicleFix) and value.backfill:
+            self._backfill(value.vehicle, value.fix, now, items)
         elif isinstance(value, VehicleFix):
             self._track(value.vehicle, value.fix, now, items)
         elif isinstance(value, Receipt):
@@ -203,6 +206,8 @@ class Gateway:
             (g + "stray_reads_total", {}, self.smoother.stray),
             (g + "observations_total", {}, self.observations),
             (g + "fixes_accepted_total", {}, accepted),
+            (g + "fixes_backfilled_total", {}, self.backfilled),
+            (g + "fixes_backfill_refused_total", {}, self.backfill_refused),
             (g + "gps_gaps_total", {}, gaps),
             (g + "gps_reanchored_total", {}, reanchored),
             *([(g + "clock_offset_seconds", {}, self.clock_offset_s)] if self.clock_offset_s is not None else []),
@@ -234,6 +239,15 @@ class Gateway:
         keep, stationary = track.offer(fix, now)
         if keep:
             items.append(("gps", _fix_event(vehicle, fix), stationary))
+
+    def _backfill(self, vehicle: str, fix: Fix, now: datetime, items: list[Item]) -> None:
+        """Older than the live track by nature: stored as history, around the track filter, which would
+        drop them as not advancing. Only a time in the future is refused."""
+        if (fix.ts - now).total_seconds() > self.profile.gateway.gps_filter.max_ahead_s:
+            self.backfill_refused += 1
+            return
+        self.backfilled += 1
+        items.append(("gps", _fix_event(vehicle, fix), False))
 
     def _track_totals(self) -> tuple[int, int, int, Counter[str]]:
         """(fixes accepted, gaps, re-anchorings, drops by reason) over every vehicle's track."""

@@ -79,8 +79,8 @@ class TcpEndpoint(threading.Thread):
     async def converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError
 
-    def fix(self, vehicle: str, fix: Fix) -> None:
-        self.out.put((self.name, VehicleFix(vehicle, fix)))
+    def fix(self, vehicle: str, fix: Fix, backfill: bool = False) -> None:
+        self.out.put((self.name, VehicleFix(vehicle, fix, backfill)))
         self._unreceipted = True
 
     async def answer_when_stored(self, writer: asyncio.StreamWriter, replies: list[bytes]) -> bool:

@@ -92,17 +92,24 @@ def test_what_the_endpoint_refuses_and_how_it_says_so(fleet: tuple[Gateway, Subs
     assert jt808_of(gateway).counters["reports"] == 0
 
 
-def test_a_blind_area_batch_after_a_tunnel_is_taken_whole(fleet: tuple[Gateway, Subscriber]) -> None:
+def test_a_blind_area_batch_after_a_tunnel_is_taken_whole_behind_the_live_track(
+        fleet: tuple[Gateway, Subscriber]) -> None:
+    """Out of the tunnel the terminal reports live first, then uploads what it recorded inside: those
+    fixes are older than the live track's and are stored as history all the same."""
     gateway, subscriber = fleet
     terminal = _connect(gateway, "013912345678")
     terminal.authenticate(terminal.register()[1])
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
-    reports = list(route_reports(ROUTE, 40.0, start, period_s=30.0))
-    answer = terminal.send(j.BATCH_LOCATION, j.batch_body(reports, supplement=True))
+    now = datetime.now(UTC).replace(microsecond=0)
+    live = list(route_reports(ROUTE, 40.0, now - timedelta(minutes=1), period_s=30.0))[:2]
+    tunnel = list(route_reports(ROUTE, 40.0, now - timedelta(minutes=10), period_s=30.0))
+    for report in live:
+        assert terminal.report(report) == j.OK
+    answer = terminal.send(j.BATCH_LOCATION, j.batch_body(tunnel, supplement=True))
     assert j.response_result(answer.body)[1:] == (j.BATCH_LOCATION, j.OK)
     terminal.close()
-    events = subscriber.wait_events("gps", len(reports))
-    assert [e["ts"] for e in events] == [r.ts.isoformat().replace("+00:00", ".000Z") for r in reports]
+    events = subscriber.wait_events("gps", len(live) + len(tunnel))
+    assert [e["ts"] for e in events] == [r.ts.isoformat().replace("+00:00", ".000Z") for r in live + tunnel]
+    assert gateway.backfilled == len(tunnel)
 
 
 def test_a_jt808_truck_takes_a_shipment_from_loaded_to_arrived_through_every_process(
