@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from device_drivers.types import Fix
@@ -26,44 +27,51 @@ def _heading_change(a: float | None, b: float | None) -> float:
     return min(d, 360 - d)
 
 
+@dataclass
+class TrackStats:
+    """What track filters did; one shared by a fleet's filters keeps the gateway's totals O(1)."""
+
+    accepted: int = 0
+    gaps: int = 0
+    reanchored: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+
+
 class TrackFilter:
-    def __init__(self, settings: GpsFilter) -> None:
+    def __init__(self, settings: GpsFilter, stats: TrackStats | None = None) -> None:
         self.s = settings
+        self.stats = stats or TrackStats()
         self._last_valid: Fix | None = None  # last fix that passed validity, for the jump check
         self._last_kept: Fix | None = None
-        self.dropped: Counter[str] = Counter()
-        self.accepted = 0
-        self.gaps = 0
         self._behind = 0  # fixes in a row not after the last valid one
-        self.reanchored = 0
 
     def offer(self, fix: Fix, now: datetime) -> tuple[bool, bool]:
         """(keep it?, is it stationary?); `now` is the gateway's clock as the fix arrives."""
         if fix.hdop is not None and fix.hdop > self.s.max_hdop:
-            self.dropped["hdop"] += 1
+            self.stats.dropped["hdop"] += 1
             return False, False
         prev = self._last_valid
         # Far ahead of both the last fix and the gateway's clock: a receiver fault that would hold back
         # every later fix. (Ahead of the clock alone is a gateway clock that is behind: GPS time wins.)
         if (prev is not None and (fix.ts - prev.ts).total_seconds() > self.s.max_ahead_s
                 and (fix.ts - now).total_seconds() > self.s.max_ahead_s):
-            self.dropped["ahead of the gateway clock"] += 1
+            self.stats.dropped["ahead of the gateway clock"] += 1
             return False, False
         if prev is not None and fix.ts <= prev.ts:
             self._behind += 1
             if self._behind < self.s.reanchor_after:
-                self.dropped["time not advancing"] += 1
+                self.stats.dropped["time not advancing"] += 1
                 return False, False
-            self.reanchored += 1  # the last valid fix's time was the fault, not all of these
+            self.stats.reanchored += 1  # the last valid fix's time was the fault, not all of these
             prev = self._last_valid = self._last_kept = None
         self._behind = 0
         if prev is not None:
             dt = (fix.ts - prev.ts).total_seconds()
             if distance_m(prev, fix) / dt * 3.6 > self.s.max_speed_kmh:
-                self.dropped["jump"] += 1
+                self.stats.dropped["jump"] += 1
                 return False, False
             if dt > self.s.gap_s:
-                self.gaps += 1
+                self.stats.gaps += 1
         self._last_valid = fix
         stationary = (fix.speed_kmh or 0.0) < self.s.stationary_kmh
         kept = self._last_kept
@@ -77,8 +85,8 @@ class TrackFilter:
                         or distance_m(kept, fix) >= self.s.distance_m
                         or (kept.speed_kmh or 0) < self.s.stationary_kmh)  # starting to move
             if not keep:
-                self.dropped["thinned"] += 1
+                self.stats.dropped["thinned"] += 1
                 return False, stationary
         self._last_kept = fix
-        self.accepted += 1
+        self.stats.accepted += 1
         return True, stationary

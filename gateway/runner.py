@@ -7,7 +7,6 @@ import logging
 import queue
 import signal
 import threading
-from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +21,7 @@ from device_drivers.types import Fix, TagRead, VehicleFix
 from firmware_configs import GatewayProfile, load_profile
 from firmware_configs.profile import Reader
 from gateway.devices import DeviceReader
-from gateway.gps_filter import TrackFilter
+from gateway.gps_filter import TrackFilter, TrackStats
 from gateway.jt808_server import Jt808Server
 from gateway.outbox import Outbox, StorageRefused
 from gateway.publisher import Publisher
@@ -64,6 +63,7 @@ class Gateway:
         self.publisher = Publisher(cfg, self.outbox, profile.version)
         self.smoother = Smoother(cfg.smoothing)
         self.tracks: dict[str, TrackFilter] = {}  # per vehicle: a JT/T 808 endpoint serves a fleet
+        self.track_stats = TrackStats()  # of them all
         self.endpoints: list[TcpEndpoint] = []  # JT/T 808, Teltonika: a fleet's terminals connect to these
         self.queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=100_000)
         self.readers = {r.name: r for r in profile.readers}
@@ -200,16 +200,16 @@ class Gateway:
 
     def samples(self) -> list[Sample]:
         g = "cargotrace_gateway_"
-        accepted, gaps, reanchored, dropped = self._track_totals()
+        tracks = self.track_stats
         out: list[Sample] = [
             (g + "raw_reads_total", {}, self.smoother.raw_reads),
             (g + "stray_reads_total", {}, self.smoother.stray),
             (g + "observations_total", {}, self.observations),
-            (g + "fixes_accepted_total", {}, accepted),
+            (g + "fixes_accepted_total", {}, tracks.accepted),
             (g + "fixes_backfilled_total", {}, self.backfilled),
             (g + "fixes_backfill_refused_total", {}, self.backfill_refused),
-            (g + "gps_gaps_total", {}, gaps),
-            (g + "gps_reanchored_total", {}, reanchored),
+            (g + "gps_gaps_total", {}, tracks.gaps),
+            (g + "gps_reanchored_total", {}, tracks.reanchored),
             *([(g + "clock_offset_seconds", {}, self.clock_offset_s)] if self.clock_offset_s is not None else []),
             (g + "outbox_depth", {}, self.outbox.depth()),
             (g + "outbox_oldest_age_seconds", {}, self.outbox.oldest_age_s()),
@@ -221,7 +221,7 @@ class Gateway:
             (g + "broker_connected", {}, float(self.publisher.connected.is_set())),
             (g + "short_lived_connections_total", {}, self.publisher.short_lived_connections),
         ]
-        out += [(g + "fixes_dropped_total", {"reason": r}, n) for r, n in dropped.items()]
+        out += [(g + "fixes_dropped_total", {"reason": r}, n) for r, n in tracks.dropped.items()]
         for endpoint in self.endpoints:
             out.append((g + "endpoint_connections", {"endpoint": endpoint.name}, endpoint.connections))
             out += [(g + "endpoint_messages_total", {"endpoint": endpoint.name, "outcome": k}, n)
@@ -235,7 +235,9 @@ class Gateway:
         return out
 
     def _track(self, vehicle: str, fix: Fix, now: datetime, items: list[Item]) -> None:
-        track = self.tracks.setdefault(vehicle, TrackFilter(self.profile.gateway.gps_filter))
+        track = self.tracks.get(vehicle)
+        if track is None:
+            track = self.tracks[vehicle] = TrackFilter(self.profile.gateway.gps_filter, self.track_stats)
         keep, stationary = track.offer(fix, now)
         if keep:
             items.append(("gps", _fix_event(vehicle, fix), stationary))
@@ -249,15 +251,6 @@ class Gateway:
         self.backfilled += 1
         items.append(("gps", _fix_event(vehicle, fix), False))
 
-    def _track_totals(self) -> tuple[int, int, int, Counter[str]]:
-        """(fixes accepted, gaps, re-anchorings, drops by reason) over every vehicle's track."""
-        dropped: Counter[str] = Counter()
-        for track in self.tracks.values():
-            dropped.update(track.dropped)
-        tracks = self.tracks.values()
-        return (sum(t.accepted for t in tracks), sum(t.gaps for t in tracks), sum(t.reanchored for t in tracks),
-                dropped)
-
     def _clock_against(self, fix: Fix, now: datetime) -> None:
         """Reads are stamped with this box's clock: GPS time tells how far off it is."""
         offset = (now - fix.ts).total_seconds()
@@ -266,10 +259,10 @@ class Gateway:
         self.clock_offset_s = offset
 
     def counters(self) -> dict[str, Any]:
-        accepted, gaps, _, dropped = self._track_totals()
+        tracks = self.track_stats
         return {"raw_reads": self.smoother.raw_reads, "stray_reads": self.smoother.stray,
-                "fixes_accepted": accepted, "fixes_dropped": dict(dropped),
-                "gps_gaps": gaps, "clock_offset_s": self.clock_offset_s,
+                "fixes_accepted": tracks.accepted, "fixes_dropped": dict(tracks.dropped),
+                "gps_gaps": tracks.gaps, "clock_offset_s": self.clock_offset_s,
                 "outbox_refused": self.outbox.refused, "outbox_storage_refused": self.outbox.storage_refused,
                 "held_events": len(self.held), "held_dropped": self.held_dropped,
                 "outbox_alarm": self.outbox.alarm, "published_events": self.publisher.published_events}

@@ -33,7 +33,7 @@ def test_a_parked_truck_reports_one_fix_a_minute() -> None:
     track = TrackFilter(GpsFilter())
     out = kept(track, [fix(t, north_m=(t % 3) * 0.5) for t in range(300)])  # 1 Hz with a little jitter
     assert [(f.ts - T0).total_seconds() for f in out] == [0, 60, 120, 180, 240]
-    assert track.dropped["thinned"] == 295
+    assert track.stats.dropped["thinned"] == 295
 
 
 def test_a_drive_keeps_turns_and_a_point_every_100_m() -> None:
@@ -58,14 +58,14 @@ def test_bad_fixes_are_dropped_by_reason_and_gaps_counted() -> None:
         fix(60, north_m=700, speed=40, course=0),  # after a tunnel
     ])
     assert [(f.ts - T0).total_seconds() for f in out] == [0, 60]
-    assert track.dropped == {"hdop": 1, "jump": 1, "thinned": 2}
-    assert track.gaps == 1
+    assert track.stats.dropped == {"hdop": 1, "jump": 1, "thinned": 2}
+    assert track.stats.gaps == 1
 
 
 def test_a_fix_that_does_not_advance_in_time_is_dropped() -> None:
     track = TrackFilter(GpsFilter())
     assert kept(track, [fix(5), fix(5), fix(4)]) == [fix(5)]
-    assert track.dropped["time not advancing"] == 2
+    assert track.stats.dropped["time not advancing"] == 2
 
 
 def test_moving_off_after_a_stop_is_kept_at_once() -> None:
@@ -91,8 +91,8 @@ def test_whatever_the_receiver_says_the_kept_track_is_plausible(moves: list) -> 
         t, north, east = t + dt, north + dn, east + de
         offered.append(fix(t, north, east, speed, course, hdop))
     out = kept(track, offered)
-    assert track.accepted == len(out)
-    assert len(out) + sum(track.dropped.values()) == len(offered)  # every fix accounted for
+    assert track.stats.accepted == len(out)
+    assert len(out) + sum(track.stats.dropped.values()) == len(offered)  # every fix accounted for
     assert all(f.hdop is None or f.hdop <= s.max_hdop for f in out)
     for a, b in pairwise(out):
         dt = (b.ts - a.ts).total_seconds()
@@ -114,7 +114,7 @@ def test_a_fix_far_ahead_of_the_gateway_clock_is_dropped_and_the_track_goes_on()
     bad = fix(35 + 20 * 3600, north_m=350, speed=36, course=0)
     arrivals = [*((f, f.ts) for f in good[:4]), (bad, good[3].ts), *((f, f.ts) for f in good[4:])]
     assert [f for f, now in arrivals if track.offer(f, now)[0]] == good
-    assert track.dropped["ahead of the gateway clock"] == 1
+    assert track.stats.dropped["ahead of the gateway clock"] == 1
 
 
 def test_a_bad_time_the_clock_could_not_catch_is_left_behind_after_a_few_fixes() -> None:
@@ -126,7 +126,7 @@ def test_a_bad_time_the_clock_could_not_catch_is_left_behind_after_a_few_fixes()
     out = [f for f in [*good[:4], bad, *good[4:]] if track.offer(f, now=f.ts)[0]]
     resumed = good[4 + settings.reanchor_after - 1]
     assert out == [*good[:4], bad, *good[good.index(resumed):]]
-    assert track.dropped["time not advancing"] == settings.reanchor_after - 1 and track.reanchored == 1
+    assert track.stats.dropped["time not advancing"] == settings.reanchor_after - 1 and track.stats.reanchored == 1
 
 
 def test_a_gateway_clock_days_behind_does_not_cost_a_single_good_fix() -> None:
