@@ -9,9 +9,11 @@ from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from device_drivers.rfid import protocol, protocols
 from device_drivers.rfid.protocol import Inventory
+from firmware_configs.profile_checks import Problem, describe, file_problems, power_problems
 
 # Per region: the UHF band the module hops in (MHz, for the error message and the docs) and the
 # highest conducted read power it may use (dBm). The M6e Nano and Micro top out at 27-30 dBm
@@ -21,6 +23,7 @@ REGIONS: dict[str, tuple[str, float]] = {
     "PRC": ("920.5-924.5", 30.0), "KR": ("917-920.8", 30.0), "AU": ("920-926", 30.0), "NZ": ("921.5-928", 30.0),
 }
 MIN_DBM = 5.0
+READ_POWER = "read_power"  # the error type of a read power outside the region's limits
 ReadPoint = Field(pattern=r"^[A-Za-z0-9._-]{1,64}/[A-Za-z0-9._-]{1,64}$", description="site_id/door_id")
 
 
@@ -120,8 +123,10 @@ class Reader(_Strict):
         band, limit = REGIONS[self.region]
         for antenna in self.antennas:
             if not MIN_DBM <= antenna.power_dbm <= limit:
-                raise ValueError(f"antenna {antenna.port}: power {antenna.power_dbm} dBm outside "
-                                 f"{MIN_DBM}..{limit} dBm allowed in region {self.region} ({band} MHz)")
+                raise PydanticCustomError(READ_POWER, "antenna {port}: power {power} dBm outside {low}..{limit} dBm "
+                                          "allowed in region {region} ({band} MHz)",
+                                          {"port": antenna.port, "power": antenna.power_dbm, "low": MIN_DBM,
+                                           "limit": limit, "region": self.region, "band": band})
         if len({a.port for a in self.antennas}) != len(self.antennas):
             raise ValueError("antenna ports must be unique")
         converses = protocol(self.protocol).converse is not None
@@ -229,8 +234,9 @@ def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     return line
 
 
-def validate_file(path: str | Path) -> list[str]:
-    """Every problem of a profile as 'file:line: field: message' lines; empty when valid."""
+def validate_file(path: str | Path, check_files: bool = False) -> list[str]:
+    """Every problem of a profile as 'file:line: field: message' lines, in the order of the file; empty
+    when valid. `check_files`: also that the files it names can be opened (on the box that runs it)."""
     path = Path(path)
     try:
         data, root = _load_yaml(path)
@@ -241,9 +247,14 @@ def validate_file(path: str | Path) -> list[str]:
         return [f"{path}:{mark.line + 1 if mark else '?'}: not valid YAML: {exc}"]
     if not isinstance(data, dict):
         return [f"{path}:1: a profile is a mapping with gateway, readers and gps"]
+    problems: list[Problem] = []
     try:
         GatewayProfile.model_validate(data)
-    except ValidationError as exc:
-        return [f"{path}:{_line_of(root, err['loc']) or '?'}: {'.'.join(map(str, err['loc'])) or '(profile)'}: "
-                f"{err['msg']}" for err in exc.errors()]
-    return []
+    except ValidationError as exc:  # read power is reported per antenna below, even beside other errors
+        problems += [(err["loc"], describe(err)) for err in exc.errors() if err["type"] != READ_POWER]
+    problems += power_problems(data, REGIONS, MIN_DBM)
+    if check_files:
+        problems += file_problems(data)
+    lines = [(_line_of(root, loc), loc, message) for loc, message in problems]
+    return [f"{path}:{line or '?'}: {'.'.join(map(str, loc)) or '(profile)'}: {message}"
+            for line, loc, message in sorted(lines, key=lambda p: p[0] or 0)]

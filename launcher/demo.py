@@ -55,8 +55,9 @@ def write_profile(folder: Path, gateway_id: str, mqtt_url: str, gateway: dict | 
 
 
 def portal_reader(name: str, port: str, read_point: str) -> dict:
-    """A Mercury reader at a portal door: antenna 1 outside, 2 inside."""
-    return {"name": name, "protocol": "thingmagic-mercury", "port": port, "region": "EU",
+    """A Mercury reader at a portal door: antenna 1 outside, 2 inside; on the Chinese band, as the demo's
+    sites are in Shanghai."""
+    return {"name": name, "protocol": "thingmagic-mercury", "port": port, "region": "PRC",
             "antennas": [{"port": 1, "read_point": read_point, "side": "outer", "power_dbm": 27},
                          {"port": 2, "read_point": read_point, "side": "inner", "power_dbm": 27}]}
 

@@ -45,9 +45,44 @@ def test_power_beyond_the_region_limit_is_refused(tmp_path: Path) -> None:
     profile.write_text("gateway: {id: dock-1}\nreaders:\n  - name: d3\n    protocol: thingmagic-mercury\n"
                        "    port: /dev/null\n    region: EU\n    antennas:\n"
                        "      - {port: 1, read_point: wh/d3, power_dbm: 33}\n")
-    (error,) = validate_file(profile)
-    assert "33.0 dBm outside 5.0..30.0 dBm allowed in region EU (865.6-867.6 MHz)" in error
-    assert error.startswith(f"{profile}:3: readers.0:")
+    assert validate_file(profile) == [f"{profile}:8: readers.0.antennas.0.power_dbm: 33.0 dBm outside 5.0..30.0 dBm "
+                                      f"allowed in region EU (865.6-867.6 MHz)"]
+
+
+def test_every_antenna_out_of_its_region_is_reported_at_its_line_beside_other_errors(tmp_path: Path) -> None:
+    profile = tmp_path / "hot.yaml"
+    profile.write_text("gateway: {id: Dock_1, broker: 'mqtt://127.0.0.1:1883'}\nreaders:\n"
+                       "  - name: d3\n    protocol: thingmagic-mercury\n    port: /dev/null\n    region: PRC\n"
+                       "    antennas:\n      - {port: 1, read_point: wh/d3, power_dbm: 31}\n"
+                       "      - {port: 2, read_point: wh/d3, power_dbm: 4}\n"
+                       "  - name: d4\n    protocol: thingmagic-mercury\n    port: /dev/null\n"
+                       "    antennas:\n      - {port: 1, read_point: wh d4, power_dbm: 40}\n")
+    assert validate_file(profile) == [
+        f"{profile}:1: gateway.id: 'Dock_1' is not 1 to 64 of a-z, 0-9 and -",
+        f"{profile}:8: readers.0.antennas.0.power_dbm: 31.0 dBm outside 5.0..30.0 dBm allowed in region PRC "
+        f"(920.5-924.5 MHz)",
+        f"{profile}:9: readers.0.antennas.1.power_dbm: 4.0 dBm outside 5.0..30.0 dBm allowed in region PRC "
+        f"(920.5-924.5 MHz)",
+        f"{profile}:14: readers.1.antennas.0.read_point: 'wh d4' is not SITE/DOOR, each 1 to 64 of A-Z, a-z, 0-9, "
+        f"'.', '_' and '-'",
+        f"{profile}:14: readers.1.antennas.0.power_dbm: 40.0 dBm outside 5.0..30.0 dBm allowed in region EU "
+        f"(865.6-867.6 MHz)"]
+
+
+def test_the_files_a_profile_names_are_checked_unless_asked_not_to(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a-file").write_text("")
+    profile = tmp_path / "files.yaml"
+    profile.write_text(f"gateway:\n  id: dock-1\n  password_file: {tmp_path}/missing.password\n"
+                       f"  tls_ca_file: {tmp_path}\n  outbox: {tmp_path}/a-file/outbox.sqlite\n"
+                       "gps: {port: /dev/null, vehicle: TRK-1}\n")
+    assert validate_file(profile) == []  # what the gateway's loader and provisioning check
+    assert main(["config", "validate", str(profile)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{profile}:3: gateway.password_file: {tmp_path}/missing.password: no such file",
+        f"{profile}:4: gateway.tls_ca_file: {tmp_path}: not a file",
+        f"{profile}:5: gateway.outbox: {tmp_path}/a-file/outbox.sqlite: {tmp_path}/a-file is not a folder"]
+    assert main(["config", "validate", "--no-files", str(profile)]) == 0
 
 
 @settings(max_examples=100, deadline=None)

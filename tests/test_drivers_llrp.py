@@ -270,5 +270,5 @@ def test_a_profile_turns_into_the_inventory_the_session_sets(tmp_path: Path) -> 
                    "  - {name: d2, protocol: thingmagic-mercury, port: /dev/ttyUSB1, llrp: {session: 2},\n"
                    "     antennas: [{port: 1, read_point: s/d}]}\n")
     assert validate_file(bad) == [
-        f"{bad}:3: readers.0: Value error, an llrp reader's port is socket://HOST:PORT (port 5084 as a rule)",
-        f"{bad}:4: readers.1: Value error, an llrp section belongs to an llrp reader, not to thingmagic-mercury"]
+        f"{bad}:3: readers.0: an llrp reader's port is socket://HOST:PORT (port 5084 as a rule)",
+        f"{bad}:4: readers.1: an llrp section belongs to an llrp reader, not to thingmagic-mercury"]
