@@ -34,7 +34,7 @@ $(PGLITE): tests/pglite/package-lock.json
 	npm ci --prefix tests/pglite --no-audit --no-fund
 
 $(WEB): tracking_api/web/package-lock.json
-	npm ci --prefix tracking_api/web --no-audit --no-fund || echo "npm failed: the web pages will lack their map"
+	npm ci --prefix tracking_api/web --ignore-scripts --no-audit --no-fund || echo "npm failed: the web pages will lack their map"
 
 test: $(DEV) services $(PGLITE) $(WEB)
 	$(BIN)/ruff check .

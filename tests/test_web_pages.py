@@ -45,8 +45,9 @@ def browser() -> Iterator[webdriver.Chrome]:
     assert LEAFLET.is_dir(), "run `npm ci --prefix tracking_api/web` (make test does)"
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
+    # A closed network: every host but this one is unresolvable, as on a warehouse's own network
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1280,900"):
+                 "--window-size=1280,900", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # every request the browser sends
     with webdriver.Chrome(options=options, service=Service(driver)) as chrome:
@@ -148,6 +149,16 @@ def test_the_tracking_page_follows_a_status_change_made_through_ingest(
 
     assert browser.execute_script("return performance.getEntriesByType('navigation').length") == 1
     browser.save_screenshot(str(artifacts / "tracking-in-transit.png"))
+    only_local_requests(browser, server)
+
+
+def test_the_api_documentation_opens_whole_on_a_closed_network(server: ApiServer, browser: webdriver.Chrome,
+                                                               artifacts: Path) -> None:
+    browser.get(f"{server.url}/docs")
+    WebDriverWait(browser, WAIT_S).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".opblock")) >= 10)
+    paths = {e.text.replace("\u200b", "") for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+    assert {"/v1/shipments/{external_ref}", "/v1/demands/{external_ref}", "/healthz"} <= paths
+    browser.save_screenshot(str(artifacts / "docs.png"))
     only_local_requests(browser, server)
 
 

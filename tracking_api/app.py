@@ -59,7 +59,9 @@ def create_app(settings: Settings) -> FastAPI:
                 stack.callback(server.shutdown)
             yield
 
-    app = FastAPI(title="cargotrace tracking API", version="1.0", lifespan=lifespan,
+    # /docs is served by the pages from local files (tracking_api/pages.py); no ReDoc: its bundle comes
+    # with a large npm dependency tree and Swagger UI shows the same document.
+    app = FastAPI(title="cargotrace tracking API", version="1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   responses={"4XX": problems.documented("a problem with the request")},
                   description="Shipment status for customers, exceptions and fleet for dispatchers, demand upsert "
                               "for the CRM. Authenticate with `Authorization: Bearer <API key>`. Errors are RFC 9457 "

@@ -1,8 +1,9 @@
 """The web pages: the dispatcher console, the customer's tracking page and share-link pages.
 
 The pages hold no data: they call the API like any client. Their own files are in tracking_api/web;
-Leaflet comes from npm (`npm ci --prefix tracking_api/web`) and is served from there, so nothing is
-loaded from another host — the Content-Security-Policy says so to the browser too.
+Leaflet, and Swagger UI for the API's documentation at /docs, come from npm (`npm ci --prefix
+tracking_api/web`) and are served from there, so nothing is loaded from another host — a closed
+network gets every page whole; the Content-Security-Policy says so to the browser too.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import FileResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 WEB = Path(__file__).resolve().parent / "web"
 LEAFLET = WEB / "node_modules" / "leaflet" / "dist"
+SWAGGER_UI = WEB / "node_modules" / "swagger-ui-dist"
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; connect-src 'self'; "
        "frame-ancestors 'none'")
 
@@ -37,6 +40,15 @@ def track(external_ref: str) -> Any:
     return _page("track.html")
 
 
+@router.get("/docs")
+def docs() -> HTMLResponse:
+    """Swagger UI from this server, not from a CDN (FastAPI's default), which a closed network lacks."""
+    return get_swagger_ui_html(openapi_url="/openapi.json", title="cargotrace API",
+                               swagger_js_url="/vendor/swagger-ui/swagger-ui-bundle.js",
+                               swagger_css_url="/vendor/swagger-ui/swagger-ui.css",
+                               swagger_favicon_url="/vendor/swagger-ui/favicon-32x32.png")
+
+
 @router.get("/s/{token}")
 def shared(token: str) -> Any:
     # no-referrer above: the token in this page's address never leaks to another site
@@ -48,3 +60,4 @@ def mount(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=WEB / "static"), name="static")
     # check_dir=False: without `npm ci` the pages still work, only the map is missing
     app.mount("/vendor/leaflet", StaticFiles(directory=LEAFLET, check_dir=False), name="leaflet")
+    app.mount("/vendor/swagger-ui", StaticFiles(directory=SWAGGER_UI, check_dir=False), name="swagger-ui")
