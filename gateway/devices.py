@@ -8,6 +8,7 @@ reads byte by byte (its `in_waiting` is 0 or 1) and discards whatever arrived be
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import socket
 import threading
@@ -18,7 +19,12 @@ from urllib.parse import urlsplit
 
 import serial
 
+from device_drivers import gpsd
+from device_drivers.gps import NmeaDecoder
+from device_drivers.gpsd import GpsdDecoder
+from device_drivers.rfid import protocol
 from device_drivers.rfid.protocol import CommandRefused, Conversation
+from firmware_configs.profile import GatewayProfile, Reader
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +75,37 @@ def open_port(url: str, baud: int) -> _SerialPort | _TcpPort:
     return _TcpPort(url) if url.startswith("socket://") else _SerialPort(url, baud)
 
 
+GPS_DEVICE = "gps"
+
+
+def device_readers(profile: GatewayProfile, out: queue.Queue[tuple[str, Any]],
+                   stop: threading.Event) -> list[DeviceReader]:
+    """A thread for each of the profile's readers and its GPS (not started)."""
+    devices = [DeviceReader(r.name, r.port, r.baud, _reader_input(r), out, stop, on_open=protocol(r.protocol).start)
+               for r in profile.readers]
+    if profile.gps:
+        gps = profile.gps
+        decoder, on_open = (GpsdDecoder, gpsd.WATCH) if gps.source == "gpsd" else (NmeaDecoder, b"")
+        devices.append(DeviceReader(GPS_DEVICE, gps.port, gps.baud, decoder, out, stop, on_open=on_open))
+    return devices
+
+
+def _reader_input(reader: Reader) -> Callable[[], Any]:
+    """What reads a reader's connection each time it opens: a conversation for readers configured on
+    every connection (LLRP), a stream decoder for the others."""
+    spoken = protocol(reader.protocol)
+    if spoken.converse is not None:
+        converse, inventory = spoken.converse, reader.inventory()
+        return lambda: converse(reader.name, inventory)
+    return lambda: spoken.decoder(reader.name)
+
+
+def _why(exc: Exception) -> str:
+    """The cause alone: pyserial repeats the port and errno around the operating system's words."""
+    number = getattr(exc, "errno", None)
+    return os.strerror(number) if isinstance(number, int) and number > 0 else str(exc)
+
+
 class DeviceReader(threading.Thread):
     """Reads one serial port (device path or pyserial URL) into a decoder; puts (name, value) on a queue.
     A decoder that is a `Conversation` (an LLRP reader) also writes: what it has to say is sent after
@@ -91,7 +128,7 @@ class DeviceReader(threading.Thread):
             try:
                 port = open_port(self.port, self.baud)
             except (serial.SerialException, OSError, ValueError) as exc:
-                log.warning("%s: cannot open %s: %s (retry in %.1f s)", self.device, self.port, exc, backoff)
+                log.warning("%s: cannot open %s: %s (retry in %.1f s)", self.device, self.port, _why(exc), backoff)
                 self.out.put((self.device, "down"))
                 self.stop_event.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)

@@ -32,6 +32,26 @@ MAX_INFLIGHT_BATCHES = 8
 SHORT_LIVED_S, TAKEOVERS_PER_MINUTE, WARN_EVERY_S = 10.0, 3, 300.0
 
 
+def client_for(cfg: Gateway, v5: bool = False) -> tuple[mqtt.Client, str, int]:
+    """An MQTT client logging in as the gateway (its id, password and CA), and the broker's host and port.
+    Gateways speak MQTT 3.1.1; `v5` is for a check, as only 5 says why a publish was refused."""
+    url = urlparse(cfg.broker)
+    client = (mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cfg.id, protocol=mqtt.MQTTv5) if v5 else
+              mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cfg.id, clean_session=True))
+    if cfg.password_file:
+        client.username_pw_set(cfg.id, Path(cfg.password_file).read_text().strip())
+    if url.scheme == "mqtts":
+        client.tls_set(ca_certs=cfg.tls_ca_file, cert_reqs=ssl.CERT_REQUIRED)
+    return client, url.hostname or "127.0.0.1", url.port or (8883 if url.scheme == "mqtts" else 1883)
+
+
+def state_message(cfg: Gateway, state: str, config_version: str, devices: dict[str, str],
+                  counters: dict[str, Any]) -> bytes:
+    body = {"schema": STATE_SCHEMA, "gateway": cfg.id, "state": state, "ts": iso_ms(datetime.now(UTC)),
+            "software": SOFTWARE, "config_version": config_version, "devices": dict(devices), "counters": counters}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
 class Publisher:
     def __init__(self, cfg: Gateway, outbox: Outbox, config_version: str = "") -> None:
         self.cfg = cfg
@@ -49,14 +69,8 @@ class Publisher:
         self._short_lived: collections.deque[float] = collections.deque(maxlen=TAKEOVERS_PER_MINUTE)
         self._warned_at = -WARN_EVERY_S
         self.short_lived_connections = 0
-        url = urlparse(cfg.broker)
-        self._host, self._port = url.hostname or "127.0.0.1", url.port or (8883 if url.scheme == "mqtts" else 1883)
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cfg.id, clean_session=True)
+        self.client, self._host, self._port = client_for(cfg)
         self.client.max_inflight_messages_set(MAX_INFLIGHT_BATCHES * 2)
-        if cfg.password_file:
-            self.client.username_pw_set(cfg.id, Path(cfg.password_file).read_text().strip())
-        if url.scheme == "mqtts":
-            self.client.tls_set(ca_certs=cfg.tls_ca_file, cert_reqs=ssl.CERT_REQUIRED)
         self.client.will_set(topic(cfg.id, "state"), self._state("offline"), qos=1, retain=True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._on_connect
@@ -74,10 +88,8 @@ class Publisher:
         self.client.loop_stop()
 
     def _state(self, state: str) -> bytes:
-        body = {"schema": STATE_SCHEMA, "gateway": self.cfg.id, "state": state, "ts": iso_ms(datetime.now(UTC)),
-                "software": SOFTWARE, "config_version": self.config_version, "devices": dict(self.devices),
-                "counters": {**self.counters, "outbox_depth": self.outbox.depth()}}
-        return json.dumps(body, separators=(",", ":")).encode()
+        return state_message(self.cfg, state, self.config_version, self.devices,
+                             {**self.counters, "outbox_depth": self.outbox.depth()})
 
     def publish_state(self) -> None:
         """Degraded while a device is down or the outbox's disk refuses writes."""

@@ -7,20 +7,14 @@ import logging
 import queue
 import signal
 import threading
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from common.contract import iso_ms
 from common.metrics import Sample, serve
-from device_drivers import gpsd
-from device_drivers.gps import NmeaDecoder
-from device_drivers.gpsd import GpsdDecoder
-from device_drivers.rfid import protocol
 from device_drivers.types import Fix, TagRead, VehicleFix
 from firmware_configs import GatewayProfile, load_profile
-from firmware_configs.profile import Reader
-from gateway.devices import DeviceReader
+from gateway.devices import DeviceReader, device_readers
 from gateway.gps_filter import TrackFilter, TrackStats
 from gateway.jt808_server import Jt808Server
 from gateway.outbox import Outbox, StorageRefused
@@ -32,7 +26,6 @@ from gateway.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 TICK_S = 0.1
-GPS_DEVICE = "gps"
 CLOCK_WARN_S = 60.0  # the box's clock this far off GPS time is worth a warning
 STORAGE_RETRY = timedelta(seconds=1)  # how often a disk that refused a write is asked again
 Item = tuple[str, dict[str, Any], bool]  # (kind, event, stationary), as the outbox takes them
@@ -43,16 +36,6 @@ def _fix_event(vehicle: str, fix: Fix) -> dict[str, Any]:
              "speed_kmh": fix.speed_kmh, "course_deg": fix.course_deg, "hdop": fix.hdop, "sats": fix.sats,
              "quality": fix.quality, "alt_m": fix.alt_m}
     return {**event, "alarms": list(fix.alarms)} if fix.alarms else event
-
-
-def _reader_input(reader: Reader) -> Callable[[], Any]:
-    """What reads a reader's connection each time it opens: a conversation for readers configured on
-    every connection (LLRP), a stream decoder for the others."""
-    spoken = protocol(reader.protocol)
-    if spoken.converse is not None:
-        converse, inventory = spoken.converse, reader.inventory()
-        return lambda: converse(reader.name, inventory)
-    return lambda: spoken.decoder(reader.name)
 
 
 class Gateway:
@@ -78,12 +61,7 @@ class Gateway:
         self._retry_at = datetime.min.replace(tzinfo=UTC)
 
     def run(self, stop: threading.Event) -> None:
-        devices = [DeviceReader(r.name, r.port, r.baud, _reader_input(r), self.queue, stop,
-                                on_open=protocol(r.protocol).start) for r in self.profile.readers]
-        if self.profile.gps:
-            gps = self.profile.gps
-            decoder, on_open = (GpsdDecoder, gpsd.WATCH) if gps.source == "gpsd" else (NmeaDecoder, b"")
-            devices.append(DeviceReader(GPS_DEVICE, gps.port, gps.baud, decoder, self.queue, stop, on_open=on_open))
+        devices = device_readers(self.profile, self.queue, stop)
         self.devices = devices
         self.publisher.devices = {d.device: "starting" for d in devices}
         if self.profile.jt808:

@@ -49,6 +49,14 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gateway_check(args: argparse.Namespace) -> int:
+    from gateway.check import check
+
+    if not args.config:
+        sys.exit("error: --config FILE is required to check a gateway")
+    return check(args.config, args.seconds)
+
+
 def cmd_gateway_provision(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -245,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("gateway", cmd_gateway, "run an edge gateway from its profile")
     p.add_argument("--config", metavar="FILE", help="gateway profile (YAML)")
     gateway_sub = p.add_subparsers(dest="gateway_command", metavar="COMMAND")
+    p = add("check", cmd_gateway_check, "bring-up: check the profile, the broker login and what the devices read "
+            "for some seconds (nothing is published), then a verdict", gateway_sub)
+    p.add_argument("--config", metavar="FILE", help="gateway profile (YAML)")
+    p.add_argument("--seconds", type=float, default=10.0, help="how long to read (default 10)")
     p = add("provision", cmd_gateway_provision, "create a gateway's broker password and its profile in one step "
             "(again for an existing gateway: a new password, the profile kept)", gateway_sub)
     p.add_argument("id", help="gateway id [a-z0-9-]{1,64}, also its MQTT user name")

@@ -26,7 +26,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "launcher": EVERYTHING,
 }
 # What `pip install cargotrace[gateway]` brings (pyproject.toml), by import name.
-EDGE_LIBRARIES = {"serial", "pynmea2", "paho", "yaml", "pydantic"}
+EDGE_LIBRARIES = {"serial", "pynmea2", "paho", "yaml", "pydantic", "pydantic_core"}  # pydantic_core: pydantic's own
 CENTRAL_ONLY = {"common/settings.py"}  # the central services' settings (pydantic-settings)
 
 
