@@ -233,6 +233,23 @@ def cmd_config_apply(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deploy_init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from launcher.deploy_init import AlreadyThere, init
+
+    try:
+        written = init(Path(args.dir), args.host or ["mqtt.cargotrace.internal", "localhost", "127.0.0.1"])
+    except AlreadyThere as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(f"wrote {path}")
+    print(f"next: give each gateway {Path(args.dir) / 'mosquitto/certs/ca.crt'} (its tls_ca_file) and its password "
+          f"(`cargotrace gateway provision ID`); keep ca.key offline once the certificates are made")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cargotrace", description="Cargo and truck tracking for a 3PL.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -319,6 +336,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", default="", help="a note for whom the key is")
     p = add("revoke", cmd_keys_revoke, "revoke an API key by its public prefix", keys_sub)
     p.add_argument("prefix")
+
+    deploy = sub.add_parser("deploy", help="installation", description="installation")
+    deploy_sub = deploy.add_subparsers(dest="deploy_command", required=True, metavar="COMMAND")
+    p = add("init", cmd_deploy_init, "write a new installation's secrets: database and ingest passwords, the "
+            "broker's CA and certificate, its password file (never over existing ones)", deploy_sub)
+    p.add_argument("--dir", default="deploy", help="the deployment folder (default: deploy)")
+    p.add_argument("--host", action="append", metavar="NAME_OR_IP",
+                   help="a name or address the broker is reached at, for its certificate (repeat; default: "
+                        "mqtt.cargotrace.internal, localhost, 127.0.0.1)")
 
     config = sub.add_parser("config", help="device and site profiles", description="device and site profiles")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="COMMAND")
