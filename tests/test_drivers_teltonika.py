@@ -220,4 +220,4 @@ def test_records_are_acknowledged_only_once_the_outbox_has_stored_them(
         tracker.close()
         events = subscriber.wait_events("gps", 3)
         assert [e["lat"] for e in events] == [31.23, 31.231, 31.232]
-        assert gateway.tracks["TRK-TEL"].dropped["time not advancing"] == 3  # the copies sent again
+        assert gateway.track_stats.dropped["time not advancing"] == 3  # the copies sent again
