@@ -37,7 +37,7 @@ def _database_url() -> str:
 def cmd_up(args: argparse.Namespace) -> int:
     from launcher.up import up
 
-    return up(get_settings(), demo=args.demo)
+    return up(get_settings(), demo=args.demo, fresh=args.fresh, pace=args.pace)
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
@@ -266,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("up", cmd_up, "run the whole system in one process tree (embedded services when no URLs are set)")
     p.add_argument("--demo", action="store_true",
                    help="add simulated dock-door readers and a truck, sample customers and demand records")
+    p.add_argument("--fresh", action="store_true",
+                   help="start from nothing: delete the data folder first (embedded database, broker store, logs)")
+    p.add_argument("--pace", type=float, default=1.0, help=argparse.SUPPRESS)  # a faster demo, for tests
 
     p = add("gateway", cmd_gateway, "run an edge gateway from its profile")
     p.add_argument("--config", metavar="FILE", help="gateway profile (YAML)")

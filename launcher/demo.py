@@ -1,6 +1,7 @@
 """`cargotrace up --demo`: sample customers and demand records, simulated dock-door readers and a truck
 speaking the real wire protocols on pseudo-terminals, read by real gateways. A shipment goes from
-`pending` to `delivered` in about two minutes, and every status change is printed."""
+`pending` to `delivered` in about two minutes; the demo prints its web pages and keys, every status
+change, the truck's progress while it drives, and when it is done. `pace` > 1 runs it faster (tests)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import psycopg
 import yaml
 
 from common import epc
 from crm_link.demands import DemandRecord, upsert_demand
 from crm_link.directory import upsert_customer, upsert_site, upsert_vehicle
+from crm_link.geo import great_circle_m
 from device_drivers.simulators import drive, open_pty_pair, portal_passage
 from tracking_api.keys import create_key
 
@@ -62,36 +65,65 @@ def portal_reader(name: str, port: str, read_point: str) -> dict:
                          {"port": 2, "read_point": read_point, "side": "inner", "power_dbm": 27}]}
 
 
-def _scenario(fds: dict[str, int], tags: list[str], stop: threading.Event) -> None:
-    """Load at door 3, drive to the customer in real time, unload at its door 1."""
-    stop.wait(5)  # let the gateways open their ports
-    for _ in range(2):  # the pallets pass the portal; forklifts stop in it, tags are read again
-        os.write(fds["origin"], portal_passage(tags, outer=1, inner=2, outward=True))
-        stop.wait(1)
-    stop.wait(5)
+def _scenario(fds: dict[str, int], tags: list[str], stop: threading.Event, pace: float) -> None:
+    """Load at door 3 (the first pallet alone, so that `loading` shows), drive to the customer in real
+    time, unload at its door 1."""
+    wait = lambda seconds: stop.wait(seconds / pace)  # noqa: E731
+    wait(5)  # let the gateways open their ports
+    for batch in (tags[:1], tags[1:]):
+        for _ in range(2):  # forklifts stop in the portal: tags are read again
+            os.write(fds["origin"], portal_passage(batch, outer=1, inner=2, outward=True))
+            wait(1)
+        wait(6)
     for epoch in drive(ROUTE, SPEED_KMH, start=datetime.now(UTC)):
-        if stop.wait(1):
+        if wait(1):
             return
         os.write(fds["gps"], epoch)
-    stop.wait(5)
+    wait(5)
     os.write(fds["destination"], portal_passage(tags, outer=1, inner=2, outward=False))
 
 
-def _watch(database_url: str, ref: str, stop: threading.Event) -> None:
-    last = None
+def _watch(database_url: str, ref: str, stop: threading.Event, pace: float, data_dir: Path) -> None:
+    """Status changes as they happen, the truck's progress every 15 s while it drives, the end."""
+    last, started, progress_at = None, time.monotonic(), 0.0
     with psycopg.connect(database_url, autocommit=True) as conn:
-        while not stop.wait(1):
-            (status,) = conn.execute("SELECT status FROM demands WHERE customer_id = 'acme' AND external_ref = %s",
-                                     (ref,)).fetchone()
+        while not stop.wait(1 / pace):
+            status, eta = conn.execute("SELECT status, eta FROM demands WHERE customer_id = 'acme' AND "
+                                       "external_ref = %s", (ref,)).fetchone()
             if status != last:
                 print(f"{datetime.now():%H:%M:%S}  shipment {ref}: {status}", flush=True)
                 last = status
+            if status == "in_transit" and time.monotonic() >= progress_at:
+                progress_at = time.monotonic() + 15 / pace
+                print(f"{datetime.now():%H:%M:%S}  {_progress(conn, eta)}", flush=True)
             if status == "delivered":
+                took = round(time.monotonic() - started)
+                print(f"demo finished: {ref} delivered in {took // 60} min {took % 60} s. Ctrl-C stops everything; "
+                      f"the demo's data stays in {data_dir}/ (to start over: cargotrace up --demo --fresh)", flush=True)
                 return
 
 
+def _progress(conn: psycopg.Connection, eta: datetime | None) -> str:
+    row = conn.execute("SELECT lat, lon FROM positions WHERE vehicle_id = 'TRK-042' "
+                       "ORDER BY ts DESC LIMIT 1").fetchone()
+    if row is None:
+        return "truck TRK-042: no position yet"
+    left_km = great_circle_m(row[0], row[1], *CUSTOMER_SITE) / 1000
+    arrival = f", ETA {eta.astimezone():%H:%M:%S}" if eta else ""
+    return f"truck TRK-042 at {row[0]:.5f},{row[1]:.5f}: {left_km:.1f} km from ACME Pudong DC{arrival}"
+
+
+def _share_link(base_url: str, ref: str, key: str) -> str:
+    """A share link made through the API, as a customer makes one."""
+    answer = httpx.post(f"{base_url}/v1/shipments/{ref}/share", headers={"Authorization": f"Bearer {key}"},
+                        timeout=10)
+    answer.raise_for_status()
+    return str(answer.json()["url"])
+
+
 @contextmanager
-def start_demo(database_url: str, mqtt_url: str, supervisor: object, base_url: str) -> Iterator[None]:
+def start_demo(database_url: str, mqtt_url: str, supervisor: object, base_url: str,
+               pace: float = 1.0) -> Iterator[None]:
     ref = f"SO-{datetime.now():%H%M%S}"
     with psycopg.connect(database_url) as conn:
         pallets = _seed(conn, ref)
@@ -107,15 +139,22 @@ def start_demo(database_url: str, mqtt_url: str, supervisor: object, base_url: s
     truck = write_profile(folder, "demo-truck", mqtt_url, gps={"port": ptys["gps"][1], "vehicle": "TRK-042"})
     supervisor.start("gateway-dock", "gateway", "--config", dock)  # type: ignore[attr-defined]
     supervisor.start("gateway-truck", "gateway", "--config", truck)  # type: ignore[attr-defined]
+    customer = keys["acme (customer)"]
     print("\nDemo API keys (shown once):")
     for who, key in keys.items():
         print(f"  {who:18} {key}")
-    print(f"\nFollow shipment {ref} (3 pallets, truck TRK-042, wh-sh1 → acme-pd):")
-    print(f'  curl -s -H "Authorization: Bearer {keys["acme (customer)"]}" {base_url}/v1/shipments/{ref}\n')
+    print("\nWeb pages:")
+    print(f"  dispatcher console  {base_url}/console  (sign in with the dispatcher key)")
+    print(f"  customer page       {base_url}/track/{ref}  (sign in with the acme key)")
+    print(f"  share link          {_share_link(base_url, ref, customer)}  (no key needed)")
+    print(f'  API                 curl -s -H "Authorization: Bearer {customer}" {base_url}/v1/shipments/{ref}')
+    print(f"\nWhat to watch: shipment {ref}, 3 pallets for ACME: loaded through door 3 of Warehouse Shanghai 1, "
+          f"driven 1.5 km by truck TRK-042, unloaded at ACME Pudong DC's door 1; about 2 minutes.\n", flush=True)
     stop = threading.Event()
     tags = [epc.encode(uri, filter_=6) for uri in pallets]
-    threads = [threading.Thread(target=_scenario, args=({k: v[0] for k, v in ptys.items()}, tags, stop), daemon=True),
-               threading.Thread(target=_watch, args=(database_url, ref, stop), daemon=True)]
+    threads = [threading.Thread(target=_scenario, args=({k: v[0] for k, v in ptys.items()}, tags, stop, pace),
+                                daemon=True),
+               threading.Thread(target=_watch, args=(database_url, ref, stop, pace, folder.parent), daemon=True)]
     for thread in threads:
         thread.start()
     try:

@@ -7,6 +7,7 @@ dies the others are stopped too, and Ctrl-C stops everything cleanly.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,8 +53,11 @@ class Supervisor:
                 proc.kill()
 
 
-def up(settings: Settings, demo: bool = False) -> int:
+def up(settings: Settings, demo: bool = False, fresh: bool = False, pace: float = 1.0) -> int:
     data_dir = Path(settings.data_dir)
+    if fresh and data_dir.exists():
+        shutil.rmtree(data_dir)  # the embedded database, the broker's store, logs and the demo's outboxes
+        print(f"started fresh: removed {data_dir}/")
     log_dir = data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
@@ -76,7 +80,7 @@ def up(settings: Settings, demo: bool = False) -> int:
             if demo:
                 from launcher.demo import start_demo
 
-                stack.enter_context(start_demo(database_url, mqtt_url, supervisor, base))
+                stack.enter_context(start_demo(database_url, mqtt_url, supervisor, base, pace))
             print("Ctrl-C stops everything.", flush=True)
             failed = supervisor.wait()
             if failed:
