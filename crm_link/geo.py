@@ -29,15 +29,29 @@ class LocalProjection:
 
 @dataclass(frozen=True, slots=True)
 class Geofence:
-    """A circle around a site or a delivery point."""
+    """A site's or a delivery point's area: a circle, or a GeoJSON Polygon (a yard's real outline, which
+    may be concave; its site keeps the circle around it as well)."""
 
     lat: float
     lon: float
     radius_m: float
+    polygon: dict[str, Any] | None = None
 
     def contains(self, lat: float, lon: float) -> bool:
+        if self.polygon is not None:
+            projection, outline = _outline(json.dumps(self.polygon, sort_keys=True))
+            return bool(outline.covers(Point(projection.xy(lat, lon))))
         projection = LocalProjection(self.lat, self.lon)
         return _disc(self.radius_m).contains(Point(projection.xy(lat, lon)))
+
+
+@lru_cache(maxsize=1024)
+def _outline(geojson: str) -> tuple[LocalProjection, Polygon]:
+    """A GeoJSON Polygon (outer ring, then holes; lon, lat) in metres around its first corner, parsed once."""
+    rings = json.loads(geojson)["coordinates"]
+    projection = LocalProjection(rings[0][0][1], rings[0][0][0])
+    metres = [[projection.xy(lat, lon) for lon, lat, *_ in ring] for ring in rings]
+    return projection, Polygon(metres[0], metres[1:])
 
 
 @lru_cache(maxsize=256)
