@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--site", help="dock: the site id of its read points (e.g. wh-sh1)")
     p.add_argument("--doors", help="dock: comma-separated door ids, one reader each (e.g. door-03,door-04)")
     p.add_argument("--vehicle", help="truck: the fleet id (e.g. TRK-042)")
-    p.add_argument("--region", default="EU", help="the readers' RF region (see firmware_configs/profile.py)")
+    p.add_argument("--region", default="PRC", help="the readers' RF region (see firmware_configs/profile.py)")
     p.add_argument("--broker", default="mqtts://mqtt.cargotrace.internal:8883", help="broker URL the box uses")
     p.add_argument("--password-file", default="deploy/mosquitto/cargotrace.passwd", metavar="FILE",
                    help="Mosquitto password file to add the user to (created if missing)")

@@ -61,7 +61,7 @@ def test_a_provisioned_gateway_publishes_its_own_topics_and_not_another_s(
         broker.stop()
 
     # Again: a new password replaces the old one; the profile (maybe edited on the box) is kept.
-    edited = (tmp_path / "dock-wh-x1.yaml").read_text().replace("region: EU", "region: PRC")
+    edited = (tmp_path / "dock-wh-x1.yaml").read_text().replace("power_dbm: 27", "power_dbm: 24")
     (tmp_path / "dock-wh-x1.yaml").write_text(edited)
     rotated = provision(capsys, tmp_path, "dock-wh-x1", "--site", "wh-x1", "--doors", "door-01")
     assert rotated != new and (tmp_path / "dock-wh-x1.yaml").read_text() == edited
