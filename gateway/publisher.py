@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 import paho.mqtt.client as mqtt
 
 from common.contract import GPS_SCHEMA, RFID_SCHEMA, STATE_SCHEMA, batch, iso_ms, topic
+from common.failures import BrokerWatch, naming
 from firmware_configs.profile import Gateway
 from gateway.outbox import Outbox
 
@@ -54,9 +55,14 @@ class Publisher:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cfg.id, clean_session=True)
         self.client.max_inflight_messages_set(MAX_INFLIGHT_BATCHES * 2)
         if cfg.password_file:
-            self.client.username_pw_set(cfg.id, Path(cfg.password_file).read_text().strip())
+            with naming("gateway.password_file in the profile", cfg.password_file):
+                self.client.username_pw_set(cfg.id, Path(cfg.password_file).read_text().strip())
         if url.scheme == "mqtts":
-            self.client.tls_set(ca_certs=cfg.tls_ca_file, cert_reqs=ssl.CERT_REQUIRED)
+            with naming("gateway.tls_ca_file in the profile", cfg.tls_ca_file or "the system's CA certificates"):
+                self.client.tls_set(ca_certs=cfg.tls_ca_file, cert_reqs=ssl.CERT_REQUIRED)
+        # The gateway keeps retrying (its outbox holds the events): it says why, now and then.
+        BrokerWatch(log, self._host, self._port, "check gateway.broker in the profile and that the broker runs"
+                    ).attach(self.client)
         self.client.will_set(topic(cfg.id, "state"), self._state("offline"), qos=1, retain=True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._on_connect

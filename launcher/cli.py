@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from common import logs
+from common.failures import Failure, exit_code, listening_socket
 from storage.vocabulary import ROLES
 
 if TYPE_CHECKING:
@@ -27,11 +28,19 @@ def get_settings() -> Settings:
     return settings()
 
 
-def _database_url() -> str:
-    url = get_settings().database_url
+def _required(name: str, looks_like: str) -> str:
+    url = getattr(get_settings(), name)
     if not url:
-        sys.exit("error: CARGOTRACE_DATABASE_URL is not set (a PostgreSQL URL)")
+        raise Failure(f"CARGOTRACE_{name.upper()} is not set: set it to {looks_like}")
     return url
+
+
+def _database_url() -> str:
+    return _required("database_url", "a PostgreSQL URL, e.g. postgresql://user@host:5432/cargotrace")
+
+
+def _mqtt_url() -> str:
+    return _required("mqtt_url", "the broker's URL, e.g. mqtt://user:password@host:1883")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -72,6 +81,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from ingest.worker import run
 
     _database_url()
+    _mqtt_url()
     run(get_settings())
     return 0
 
@@ -123,9 +133,12 @@ def cmd_api(args: argparse.Namespace) -> int:
     settings = get_settings()
     _database_url()
     host, port = args.host or settings.api_host, args.port or settings.api_port
+    # Bound here, not by uvicorn, which logs a taken port as a bare errno and exits 1.
+    sock = listening_socket(host, port, "--port (or CARGOTRACE_API_PORT)")
     # Live streams stay open until the client leaves: give them a few seconds, then stop anyway.
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=5,
-                forwarded_allow_ips=settings.api_forwarded_allow_ips)
+    config = uvicorn.Config(create_app(settings), host=host, port=port, log_level="info",
+                            timeout_graceful_shutdown=5, forwarded_allow_ips=settings.api_forwarded_allow_ips)
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 
@@ -228,6 +241,7 @@ def cmd_config_apply(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cargotrace", description="Cargo and truck tracking for a 3PL.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true", help="a traceback instead of the one-line error")
     parser.add_argument("--log-format", choices=("text", "json"), default="text",
                         help="json: one JSON object per line, for log shippers")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -321,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.configure(args.verbose, args.log_format == "json")
     try:
-        return args.func(args)
+        return exit_code(lambda: args.func(args), args.debug)
     except ModuleNotFoundError as exc:
         if not exc.name or exc.name.split(".")[0] in PROJECT:
             raise
