@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from common import logs
-from common.failures import Failure, exit_code, listening_socket
+from common.failures import Failure, exit_code, listening_socket, naming
 from storage.vocabulary import ROLES
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def cmd_gateway_provision(args: argparse.Namespace) -> int:
                   region=args.region)
     try:
         done = provision(req, Path(args.password_file), Path(args.acl), Path(args.profile_dir))
-    except (ValueError, OSError) as exc:
+    except ValueError as exc:
         sys.exit(f"error: {exc}")
     print(f"profile {done.profile} {'written' if done.profile_created else 'kept (exists)'}; "
           f"broker user {args.id} set in {args.password_file} (reload Mosquitto: kill -HUP)", file=sys.stderr)
@@ -133,6 +133,9 @@ def cmd_api(args: argparse.Namespace) -> int:
     settings = get_settings()
     _database_url()
     host, port = args.host or settings.api_host, args.port or settings.api_port
+    if settings.api_metrics_listen:  # checked before the app starts: a failing startup is a traceback
+        metrics_host, metrics_port = settings.api_metrics_listen.rsplit(":", 1)
+        listening_socket(metrics_host, int(metrics_port), "CARGOTRACE_API_METRICS_LISTEN").close()
     # Bound here, not by uvicorn, which logs a taken port as a bare errno and exits 1.
     sock = listening_socket(host, port, "--port (or CARGOTRACE_API_PORT)")
     # Live streams stay open until the client leaves: give them a few seconds, then stop anyway.
@@ -173,8 +176,11 @@ def cmd_db_restore(args: argparse.Namespace) -> int:
 
     from storage.restore import RestoreError, restore
 
+    dump = Path(args.dump)
+    with naming("the dump file", dump):
+        dump.open("rb").close()  # pg_restore would say only that it is not an archive
     try:
-        restore(_database_url(), Path(args.dump))
+        restore(_database_url(), dump)
     except RestoreError as exc:
         sys.exit(f"error: {exc}")
     print(f"restored {args.dump}; the correlator's cursors re-derived for this cluster")

@@ -11,12 +11,14 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
 from common.failures import Failure, listening_socket
 from common.settings import Settings
-from launcher.embedded import embedded_broker, embedded_database, port_answers
+from launcher.embedded import embedded_broker, embedded_database
 from storage.migrate import migrate
 
 
@@ -34,10 +36,10 @@ class Supervisor:
         cmd = [sys.executable, "-m", "launcher.cli", *args]
         self.children[name] = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
-    def wait_ready(self, port: int) -> bool:
-        """Until the API's port answers (True) or Ctrl-C (False); a child that exits meanwhile fails `up`
-        with its own last line."""
-        while not port_answers(port):
+    def wait_ready(self, base: str) -> bool:
+        """Until the API serves (True) or Ctrl-C (False); a child that exits meanwhile fails `up` with its
+        own last line."""
+        while not _serves(base):
             for name, proc in self.children.items():
                 if proc.poll() is not None:
                     raise Failure(f"{name} did not start: {self.last_line(name)} (log: {self.log_dir}/{name}.log)")
@@ -68,6 +70,16 @@ class Supervisor:
                 proc.kill()
 
 
+def _serves(base: str) -> bool:
+    try:
+        urllib.request.urlopen(f"{base}/healthz", timeout=5).close()
+    except urllib.error.HTTPError:
+        return True  # 503: it serves, the database does not answer yet
+    except OSError:
+        return False
+    return True
+
+
 def up(settings: Settings, demo: bool = False) -> int:
     data_dir = Path(settings.data_dir)
     log_dir = data_dir / "logs"
@@ -88,9 +100,9 @@ def up(settings: Settings, demo: bool = False) -> int:
             supervisor.start("ingest", "ingest")
             supervisor.start("crm", "crm", "run")
             supervisor.start("api", "api", "--host", settings.api_host, "--port", str(settings.api_port))
-            if not supervisor.wait_ready(settings.api_port):
-                return 0
             base = f"http://{settings.api_host}:{settings.api_port}"
+            if not supervisor.wait_ready(base):
+                return 0
             print(f"cargotrace is up: API {base}/docs  health {base}/healthz  logs {log_dir}/")
             if demo:
                 from launcher.demo import start_demo
