@@ -33,12 +33,15 @@ class Failure(Exception):
 
 def cause(exc: BaseException) -> str:
     """The short cause of an OS or connection error: 'connection refused', 'no such file or directory'."""
-    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+    return _lower(exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__)
+
+
+def _lower(text: str) -> str:
     return text[:1].lower() + text[1:]
 
 
-def unreachable(what: str, host: str, port: int | str, exc: BaseException, remedy: str) -> str:
-    return f"cannot reach {what} at {host}:{port} ({cause(exc)}): {remedy}"
+def unreachable(what: str, where: str, why: str, remedy: str) -> str:
+    return f"cannot reach {what}{f' at {where}' if where else ''} ({_lower(why)}): {remedy}"
 
 
 def describe(exc: BaseException) -> str | None:
@@ -51,7 +54,7 @@ def describe(exc: BaseException) -> str | None:
         return "; ".join(_setting_error(e) for e in exc.errors())
     psycopg = sys.modules.get("psycopg")
     if psycopg is not None and isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
-        return database_unreachable(exc)
+        return _database(exc)
     return None
 
 
@@ -63,18 +66,16 @@ def _os_error(exc: OSError) -> str | None:
 
 def _setting_error(error: Any) -> str:
     name = "CARGOTRACE_" + "_".join(str(part) for part in error["loc"]).upper()
-    return f"{name}={error['input']!r} is invalid: {error['msg'][:1].lower()}{error['msg'][1:]}"
+    return f"{name}={error['input']!r} is invalid: {_lower(error['msg'])}"
 
 
-def database_unreachable(exc: Any) -> str:
-    """psycopg's connection error (several lines, host and port inside) as one line."""
-    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    reason = first.rsplit("failed: ", 1)[-1].removeprefix("FATAL:").strip()
-    pgconn = getattr(exc, "pgconn", None)
-    if pgconn is None or not pgconn.host:
-        return f"cannot reach the database ({reason}): {DATABASE_REMEDY}"
-    where = f"{pgconn.host.decode()}:{pgconn.port.decode()}"
-    return f"cannot reach the database at {where} ({reason[:1].lower()}{reason[1:]}): {DATABASE_REMEDY}"
+def _database(exc: Any) -> str:
+    """psycopg's connection error (several lines: 'connection to server at "H", port P failed: WHY') as one."""
+    first = (str(exc) or type(exc).__name__).splitlines()[0]
+    why = first.rsplit("failed: ", 1)[-1].removeprefix("FATAL:").strip()
+    pgconn = exc.pgconn  # the failed connection: its host and port, as the URL named them
+    where = f"{pgconn.host.decode()}:{pgconn.port.decode()}" if pgconn is not None and pgconn.host else ""
+    return unreachable("the database", where, why, DATABASE_REMEDY)
 
 
 @contextmanager
@@ -150,7 +151,8 @@ class BrokerWatch:
             return
         self._logged_at = now
         exc = sys.exception() or ConnectionError("no answer")
-        self.log.warning("%s; retrying", unreachable("the MQTT broker", self.host, self.port, exc, self.remedy))
+        self.log.warning("%s; retrying", unreachable("the MQTT broker", f"{self.host}:{self.port}", cause(exc),
+                                                     self.remedy))
 
 
 class PahoNoise(logging.Filter):

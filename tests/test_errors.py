@@ -13,6 +13,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlparse
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -21,6 +22,7 @@ import pytest
 from common.failures import RETRY_LOG_EVERY_S, BrokerWatch
 from launcher.embedded import free_port
 from storage.migrate import migrate
+from tests.conftest import ADMIN_PG_URL
 from tests.helpers import Processes, wait_for
 
 DB_REMEDY = "check CARGOTRACE_DATABASE_URL and that PostgreSQL runs"
@@ -90,6 +92,13 @@ def test_a_command_names_the_database_it_cannot_reach(folder: Path, args: tuple[
     (folder / "demands.csv").write_text("external_ref\n")
     url, line = _no_database()
     assert_one_line(cargotrace(folder, *args, database_url=url), line)
+
+
+def test_a_database_that_does_not_exist_is_named_with_the_server_s_words(folder: Path) -> None:
+    server = urlparse(ADMIN_PG_URL)
+    done = cargotrace(folder, "db", "migrate", database_url=f"{ADMIN_PG_URL.rsplit('/', 1)[0]}/ct_missing")
+    assert_one_line(done, f"cannot reach the database at {server.hostname}:{server.port} "
+                          f'(database "ct_missing" does not exist): {DB_REMEDY}')
 
 
 def test_the_entry_point_says_the_same_and_debug_shows_the_traceback(folder: Path) -> None:
