@@ -155,6 +155,16 @@ class BrokerWatch:
                                                      self.remedy))
 
 
+class OneLineErrors(logging.Filter):
+    """For a library's log (psycopg_pool's 'error connecting in pool: ERROR'): an error it logs as an
+    argument, described in one line (host:port and cause) when it is a predictable one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple((describe(a) or a) if isinstance(a, BaseException) else a for a in record.args)
+        return True
+
+
 class PahoNoise(logging.Filter):
     """Drops paho's 'Client is not connected' line, repeated at every loop turn while away (BrokerWatch
     says why instead)."""

@@ -290,6 +290,7 @@ def test_the_api_is_not_ready_while_its_database_is_away_and_becomes_ready_when_
         line = (f"WARNING tracking_api.app: not ready: cannot reach the database at 127.0.0.1:{port} (connection "
                 f"refused): {DB_REMEDY}; /healthz answers 503 until the database answers")
         wait_for(lambda: line in procs.log("api"), what="the line saying why it is not ready")
+        assert "Is the server running" not in procs.log("api")  # psycopg's second line, in the pool's warning
         pg_ctl(["-w", "-o", f"-h 127.0.0.1 -p {port} -k {data}", "-l", str(data / "log"), "start"], pgdata=data,
                **as_owner)
         wait_for(lambda: _status(health) == 200, timeout=60, what="/healthz to answer 200")

@@ -14,7 +14,7 @@ import psycopg
 from fastapi import FastAPI, HTTPException, Request
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from common.failures import describe
+from common.failures import OneLineErrors, describe
 from common.metrics import serve
 from common.settings import Settings
 from tracking_api import pages, problems
@@ -39,11 +39,13 @@ from tracking_api.routes import (
 )
 
 log = logging.getLogger(__name__)
+POOL_LINES = OneLineErrors()
 HEALTH_TIMEOUT_S = 3.0
 LIVE_START_TIMEOUT_S = 5.0
 
 
 def create_app(settings: Settings) -> FastAPI:
+    logging.getLogger("psycopg.pool").addFilter(POOL_LINES)  # the same filter once, however many apps
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         with ExitStack() as stack:
