@@ -118,10 +118,10 @@ def listening_socket(host: str, port: int, remedy: str) -> socket.socket:
     return sock
 
 
-def exit_code(main: Callable[[], int], debug: bool) -> int:
+def exit_code(main: Callable[[], int | None], debug: bool) -> int:
     """Run a command: a predictable failure is one line on stderr and exit 1 (--debug: the traceback)."""
     try:
-        return main()
+        return main() or 0
     except Exception as exc:
         message = describe(exc)
         if message is None or debug:

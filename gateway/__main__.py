@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="json: one JSON object per line, for log shippers")
     args = parser.parse_args(argv)
     logs.configure(args.verbose, args.log_format == "json")
-    return exit_code(lambda: run(args.config) or 0, args.debug)
+    return exit_code(lambda: run(args.config), args.debug)
 
 
 if __name__ == "__main__":
