@@ -17,8 +17,10 @@ from urllib.parse import urlparse
 
 import httpx
 import paho.mqtt.client as mqtt
+import paho.mqtt.publish as publish
 import pytest
 
+from common.contract import topic
 from common.failures import RETRY_LOG_EVERY_S, BrokerWatch
 from launcher.embedded import free_port
 from storage.migrate import migrate
@@ -124,6 +126,24 @@ def test_a_service_retrying_the_database_logs_where_and_why_on_one_line(tmp_path
     finally:
         procs.stop()
     assert "Is the server running" not in procs.log("crm")  # psycopg's second line
+
+
+def test_ingest_retrying_the_database_logs_where_and_why_on_one_line(tmp_path: Path, mqtt_url: str,
+                                                                     gateway_id: str) -> None:
+    url, line = _no_database()
+    # A session of its own that ends with the process: the shared broker keeps nothing for it.
+    procs = Processes(_env(database_url=url, mqtt_url=mqtt_url, ingest_client_id=f"ingest-{gateway_id}",
+                           ingest_session_expiry_s="0"), tmp_path)
+    procs.start("ingest", "ingest")
+    try:
+        wait_for(lambda: "ingest subscribed" in procs.log("ingest"), what="ingest to subscribe")
+        host, port = mqtt_url.removeprefix("mqtt://").split(":")
+        publish.single(topic(gateway_id, "gps"), b"{}", qos=1, hostname=host, port=int(port))
+        wait_for(lambda: f"database unavailable: {line}; retrying" in procs.log("ingest"),
+                 what="the warning naming the database")
+        procs.check_alive()
+    finally:
+        procs.stop()
 
 
 @pytest.mark.parametrize(("args", "settings", "line"), [
