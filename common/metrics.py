@@ -6,9 +6,12 @@ serve theirs with the same code, each on its own listen address.
 
 from __future__ import annotations
 
+import errno
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from common.failures import port_in_use
 
 Sample = tuple[str, dict[str, str], float]  # name, labels, value
 
@@ -33,7 +36,9 @@ def render(samples: list[Sample]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def serve(listen: str, collect: Callable[[], list[Sample]], healthy: Callable[[], bool]) -> ThreadingHTTPServer:
+def serve(listen: str, collect: Callable[[], list[Sample]], healthy: Callable[[], bool],
+          setting: str = "its metrics listen address") -> ThreadingHTTPServer:
+    """`setting` names what chose `listen`, for the line saying its port is taken."""
     host, port = listen.rsplit(":", 1)
 
     class Handler(BaseHTTPRequestHandler):
@@ -55,6 +60,11 @@ def serve(listen: str, collect: Callable[[], list[Sample]], healthy: Callable[[]
         def log_message(self, *args: object) -> None:  # scrapes every few seconds: not worth a log line
             pass
 
-    server = ThreadingHTTPServer((host, int(port)), Handler)
+    try:
+        server = ThreadingHTTPServer((host, int(port)), Handler)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise port_in_use(port, setting) from exc
+        raise
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server

@@ -25,6 +25,7 @@ import httpx
 import psycopg
 from standardwebhooks import Webhook
 
+from common.failures import describe
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -199,7 +200,7 @@ def run(settings: Settings, stop: threading.Event, delays: tuple[float, ...] = R
                         if sender.send_due(conn) == 0:
                             stop.wait(settings.webhook_poll_seconds)
             except psycopg.OperationalError as exc:
-                log.warning("webhooks: database unavailable (%s); retrying in %.1f s", exc, backoff)
+                log.warning("webhooks: database unavailable: %s; retrying in %.1f s", describe(exc) or exc, backoff)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 15.0)
     finally:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
+from common.failures import describe
 from common.metrics import Sample, serve
 from common.settings import Settings
 from crm_link import webhooks
@@ -34,7 +35,8 @@ class CrmWorker:
 
     def run(self, stop: threading.Event) -> None:
         s = self.settings
-        metrics = serve(s.crm_metrics_listen, self.samples, lambda: self.database_ok) if s.crm_metrics_listen else None
+        metrics = (serve(s.crm_metrics_listen, self.samples, lambda: self.database_ok, "CARGOTRACE_CRM_METRICS_LISTEN")
+                   if s.crm_metrics_listen else None)
         backoff = 0.5
         thresholds = Thresholds().overridden(s.exception_thresholds)
         try:
@@ -51,7 +53,7 @@ class CrmWorker:
                 except psycopg.OperationalError as exc:
                     self.database_ok = False
                     self.database_errors += 1
-                    log.warning("database unavailable (%s); retrying in %.1f s", exc, backoff)
+                    log.warning("database unavailable: %s; retrying in %.1f s", describe(exc) or exc, backoff)
                     stop.wait(backoff)
                     backoff = min(backoff * 2, 15.0)
         finally:

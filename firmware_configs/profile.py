@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from common.failures import Failure
 from device_drivers.rfid import protocol, protocols
 from device_drivers.rfid.protocol import Inventory
 from firmware_configs.profile_checks import Problem, describe, file_problems, power_problems
@@ -208,11 +209,15 @@ def _load_yaml(path: Path) -> tuple[object, yaml.Node | None]:
     return yaml.safe_load(text), yaml.compose(text)
 
 
+class ProfileError(Failure, ValueError):
+    """A profile that does not validate: every problem, one a line."""
+
+
 def load_profile(path: str | Path) -> GatewayProfile:
-    """Parse and validate a profile; raises ValueError with every problem in the message."""
+    """Parse and validate a profile; raises ProfileError with every problem in the message."""
     errors = validate_file(path)
     if errors:
-        raise ValueError("\n".join(errors))
+        raise ProfileError("\n".join(errors))
     data, _ = _load_yaml(Path(path))
     version = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
     return GatewayProfile.model_validate({**data, "version": version})  # type: ignore[dict-item]

@@ -11,6 +11,7 @@ from typing import Literal
 
 import yaml
 
+from common.failures import naming
 from firmware_configs.broker_credentials import acl_problems, new_password, write_user
 from firmware_configs.profile import Gateway, validate_file
 
@@ -67,7 +68,8 @@ def provision(req: Request, password_file: Path, acl_file: Path, profile_dir: Pa
     """Check the id and the ACL, write the profile (unless it exists) and set a new broker password.
     Raises ValueError, before writing anything, when the gateway could not be provisioned safely."""
     Gateway(id=req.gateway_id, broker=req.broker)  # the id and broker URL rules of the profile
-    problems = acl_problems(acl_file.read_text(), req.gateway_id)
+    with naming("the broker ACL (--acl)", acl_file):
+        problems = acl_problems(acl_file.read_text(), req.gateway_id)
     if problems:
         raise ValueError("; ".join(problems))
     profile = profile_dir / f"{req.gateway_id}.yaml"
@@ -76,7 +78,8 @@ def provision(req: Request, password_file: Path, acl_file: Path, profile_dir: Pa
         text = (f"# Gateway {req.gateway_id} ({req.kind}), made by `cargotrace gateway provision`.\n"
                 + yaml.safe_dump(profile_data(req), sort_keys=False))
         tmp = profile.with_name(f".{profile.name}.new")
-        tmp.write_text(text)
+        with naming("the profile folder (--profile-dir)", profile_dir):
+            tmp.write_text(text)
         errors = validate_file(tmp)
         if errors:
             tmp.unlink()
@@ -85,5 +88,6 @@ def provision(req: Request, password_file: Path, acl_file: Path, profile_dir: Pa
     elif errors := validate_file(profile):
         raise ValueError("the existing profile is invalid:\n" + "\n".join(errors))
     password = new_password()
-    write_user(password_file, req.gateway_id, password)
+    with naming("the broker password file (--password-file)", password_file):
+        write_user(password_file, req.gateway_id, password)
     return Provisioned(password, profile, created)

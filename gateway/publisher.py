@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 import paho.mqtt.client as mqtt
 
 from common.contract import GPS_SCHEMA, RFID_SCHEMA, STATE_SCHEMA, batch, iso_ms, topic
+from common.failures import BrokerWatch, naming
 from firmware_configs.profile import Gateway
 from gateway.outbox import Outbox
 
@@ -39,9 +40,11 @@ def client_for(cfg: Gateway, v5: bool = False) -> tuple[mqtt.Client, str, int]:
     client = (mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cfg.id, protocol=mqtt.MQTTv5) if v5 else
               mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cfg.id, clean_session=True))
     if cfg.password_file:
-        client.username_pw_set(cfg.id, Path(cfg.password_file).read_text().strip())
+        with naming("gateway.password_file in the profile", cfg.password_file):
+            client.username_pw_set(cfg.id, Path(cfg.password_file).read_text().strip())
     if url.scheme == "mqtts":
-        client.tls_set(ca_certs=cfg.tls_ca_file, cert_reqs=ssl.CERT_REQUIRED)
+        with naming("gateway.tls_ca_file in the profile", cfg.tls_ca_file or "the system's CA certificates"):
+            client.tls_set(ca_certs=cfg.tls_ca_file, cert_reqs=ssl.CERT_REQUIRED)
     return client, url.hostname or "127.0.0.1", url.port or (8883 if url.scheme == "mqtts" else 1883)
 
 
@@ -71,6 +74,9 @@ class Publisher:
         self.short_lived_connections = 0
         self.client, self._host, self._port = client_for(cfg)
         self.client.max_inflight_messages_set(MAX_INFLIGHT_BATCHES * 2)
+        # The gateway keeps retrying (its outbox holds the events): it says why, now and then.
+        BrokerWatch(log, self._host, self._port, "check gateway.broker in the profile and that the broker runs"
+                    ).attach(self.client)
         self.client.will_set(topic(cfg.id, "state"), self._state("offline"), qos=1, retain=True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._on_connect

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from common.contract import iso_ms
+from common.failures import writable_dir
 from common.metrics import Sample, serve
 from device_drivers.types import Fix, TagRead, VehicleFix
 from firmware_configs import GatewayProfile, load_profile
@@ -42,6 +43,7 @@ class Gateway:
     def __init__(self, profile: GatewayProfile) -> None:
         self.profile = profile
         cfg = profile.gateway
+        writable_dir("gateway.outbox in the profile", cfg.outbox)
         self.outbox = Outbox(cfg.outbox, cfg.outbox_max_events, cfg.keep_acked_s)
         self.publisher = Publisher(cfg, self.outbox, profile.version)
         self.smoother = Smoother(cfg.smoothing)
@@ -74,7 +76,7 @@ class Gateway:
         if self.profile.gateway.metrics_listen:
             metrics = serve(self.profile.gateway.metrics_listen, self.samples,
                             lambda: self.publisher.connected.is_set() and "down" not in self.publisher.devices.values()
-                            and not self.held)
+                            and not self.held, "gateway.metrics_listen in the profile")
         self.publisher.start()
         for device in devices:
             device.start()

@@ -24,6 +24,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from common.contract import TOPIC_ROOT
+from common.failures import BrokerWatch, PahoNoise, describe
 from common.metrics import Sample, serve
 from common.settings import Settings
 from ingest.validate import Rejected, parse
@@ -76,6 +77,9 @@ class IngestWorker:
         client.on_disconnect = self._on_disconnect
         client.reconnect_delay_set(1, 30)
         client.enable_logger(log)
+        log.addFilter(PahoNoise())
+        BrokerWatch(log, url.hostname or "127.0.0.1", url.port or 1883,
+                    "check CARGOTRACE_MQTT_URL and that the broker runs").attach(client)
         return client
 
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object,
@@ -121,7 +125,8 @@ class IngestWorker:
         else:
             self.client.connect_async(url.hostname, url.port or 1883, keepalive=30)
         self.client.loop_start()
-        metrics = serve(s.ingest_metrics_listen, self.samples, self.healthy) if s.ingest_metrics_listen else None
+        metrics = (serve(s.ingest_metrics_listen, self.samples, self.healthy, "CARGOTRACE_INGEST_METRICS_LISTEN")
+                   if s.ingest_metrics_listen else None)
         conn: psycopg.Connection | None = None
         writer: Writer | None = None
         try:
@@ -139,7 +144,7 @@ class IngestWorker:
                         self.database_ok = True
                         break
                     except psycopg.OperationalError as exc:
-                        log.warning("database unavailable (%s); retrying in %.1f s", exc, backoff)
+                        log.warning("database unavailable: %s; retrying in %.1f s", describe(exc) or exc, backoff)
                         self.counters["database errors"] += 1
                         self.database_ok = False
                         if conn is not None:

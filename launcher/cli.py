@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from common import logs
+from common.failures import Failure, exit_code, listening_socket, naming
 from storage.vocabulary import ROLES
 
 if TYPE_CHECKING:
@@ -27,11 +28,19 @@ def get_settings() -> Settings:
     return settings()
 
 
-def _database_url() -> str:
-    url = get_settings().database_url
+def _required(name: str, looks_like: str) -> str:
+    url = getattr(get_settings(), name)
     if not url:
-        sys.exit("error: CARGOTRACE_DATABASE_URL is not set (a PostgreSQL URL)")
+        raise Failure(f"CARGOTRACE_{name.upper()} is not set: set it to {looks_like}")
     return url
+
+
+def _database_url() -> str:
+    return _required("database_url", "a PostgreSQL URL, e.g. postgresql://user@host:5432/cargotrace")
+
+
+def _mqtt_url() -> str:
+    return _required("mqtt_url", "the broker's URL, e.g. mqtt://user:password@host:1883")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -67,7 +76,7 @@ def cmd_gateway_provision(args: argparse.Namespace) -> int:
                   region=args.region)
     try:
         done = provision(req, Path(args.password_file), Path(args.acl), Path(args.profile_dir))
-    except (ValueError, OSError) as exc:
+    except ValueError as exc:
         sys.exit(f"error: {exc}")
     print(f"profile {done.profile} {'written' if done.profile_created else 'kept (exists)'}; "
           f"broker user {args.id} set in {args.password_file} (reload Mosquitto: kill -HUP)", file=sys.stderr)
@@ -80,6 +89,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from ingest.worker import run
 
     _database_url()
+    _mqtt_url()
     run(get_settings())
     return 0
 
@@ -131,9 +141,15 @@ def cmd_api(args: argparse.Namespace) -> int:
     settings = get_settings()
     _database_url()
     host, port = args.host or settings.api_host, args.port or settings.api_port
+    if settings.api_metrics_listen:  # checked before the app starts: a failing startup is a traceback
+        metrics_host, metrics_port = settings.api_metrics_listen.rsplit(":", 1)
+        listening_socket(metrics_host, int(metrics_port), "CARGOTRACE_API_METRICS_LISTEN").close()
+    # Bound here, not by uvicorn, which logs a taken port as a bare errno and exits 1.
+    sock = listening_socket(host, port, "--port (or CARGOTRACE_API_PORT)")
     # Live streams stay open until the client leaves: give them a few seconds, then stop anyway.
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=5,
-                forwarded_allow_ips=settings.api_forwarded_allow_ips)
+    config = uvicorn.Config(create_app(settings), host=host, port=port, log_level="info",
+                            timeout_graceful_shutdown=5, forwarded_allow_ips=settings.api_forwarded_allow_ips)
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 
@@ -168,8 +184,11 @@ def cmd_db_restore(args: argparse.Namespace) -> int:
 
     from storage.restore import RestoreError, restore
 
+    dump = Path(args.dump)
+    with naming("the dump file", dump):
+        dump.open("rb").close()  # pg_restore would say only that it is not an archive
     try:
-        restore(_database_url(), Path(args.dump))
+        restore(_database_url(), dump)
     except RestoreError as exc:
         sys.exit(f"error: {exc}")
     print(f"restored {args.dump}; the correlator's cursors re-derived for this cluster")
@@ -253,6 +272,7 @@ def cmd_deploy_init(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cargotrace", description="Cargo and truck tracking for a 3PL.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true", help="a traceback instead of the one-line error")
     parser.add_argument("--log-format", choices=("text", "json"), default="text",
                         help="json: one JSON object per line, for log shippers")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -364,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.configure(args.verbose, args.log_format == "json")
     try:
-        return args.func(args)
+        return exit_code(lambda: args.func(args), args.debug)
     except ModuleNotFoundError as exc:
         if not exc.name or exc.name.split(".")[0] in PROJECT:
             raise

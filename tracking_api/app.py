@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
@@ -13,6 +14,7 @@ import psycopg
 from fastapi import FastAPI, HTTPException, Request
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from common.failures import OneLineErrors, describe
 from common.metrics import serve
 from common.settings import Settings
 from tracking_api import pages, problems
@@ -36,11 +38,14 @@ from tracking_api.routes import (
     webhooks,
 )
 
+log = logging.getLogger(__name__)
+POOL_LINES = OneLineErrors()
 HEALTH_TIMEOUT_S = 3.0
 LIVE_START_TIMEOUT_S = 5.0
 
 
 def create_app(settings: Settings) -> FastAPI:
+    logging.getLogger("psycopg.pool").addFilter(POOL_LINES)  # the same filter once, however many apps
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         with ExitStack() as stack:
@@ -55,8 +60,13 @@ def create_app(settings: Settings) -> FastAPI:
             # database that is down does not keep the API (and its /healthz) from starting.
             await asyncio.to_thread(app.state.live.listening.wait, LIVE_START_TIMEOUT_S)
             if settings.api_metrics_listen:
-                server = serve(settings.api_metrics_listen, stats.samples, lambda: _database_answers(app.state.pool))
+                server = serve(settings.api_metrics_listen, stats.samples, lambda: _database_answers(app.state.pool),
+                               "CARGOTRACE_API_METRICS_LISTEN")
                 stack.callback(server.shutdown)
+            # uvicorn says "startup complete" regardless: say here that it is not ready, and why.
+            problem = await asyncio.to_thread(_database_problem, settings.api_database_url or settings.database_url)
+            if problem:
+                log.warning("not ready: %s; /healthz answers 503 until the database answers", problem)
             yield
 
     # /docs is served by the pages from local files (tracking_api/pages.py); no ReDoc: its bundle comes
@@ -103,6 +113,15 @@ def _database_answers(pool: ConnectionPool) -> bool:
     except (psycopg.Error, PoolTimeout):
         return False
     return True
+
+
+def _database_problem(url: str | None) -> str | None:
+    """Why the database does not answer, in one line (the pool's own error says only 'timeout')."""
+    try:
+        psycopg.connect(url or "", connect_timeout=HEALTH_TIMEOUT_S).close()
+    except psycopg.OperationalError as exc:
+        return describe(exc) or str(exc)
+    return None
 
 
 def _reachable(url: str) -> bool:

@@ -21,6 +21,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel
 
+from common.failures import describe
 from storage.vocabulary import CHANNELS, EVENTS_CHANNEL, EXCEPTIONS_CHANNEL, STATUS_CHANNEL
 from tracking_api import queries
 from tracking_api.deps import tenant
@@ -139,7 +140,7 @@ class Live:
                             self._publish(notes)
             except psycopg.Error as exc:
                 self.listening.clear()
-                log.warning("live updates: database unavailable (%s); retrying in %.1f s", exc, backoff)
+                log.warning("live updates: %s; retrying in %.1f s", describe(exc) or exc, backoff)
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 15.0)
 
