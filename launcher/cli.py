@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from common import logs
+from launcher import master_commands
 from storage.vocabulary import ROLES
 
 if TYPE_CHECKING:
@@ -307,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", default="", help="a note for whom the key is")
     p = add("revoke", cmd_keys_revoke, "revoke an API key by its public prefix", keys_sub)
     p.add_argument("prefix")
+
+    master_commands.add_commands(sub, add, _database_url)
 
     config = sub.add_parser("config", help="device and site profiles", description="device and site profiles")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="COMMAND")
