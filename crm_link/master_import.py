@@ -27,6 +27,10 @@ KINDS = tuple(master_data.KINDS)  # also the order rows are written in
 CSV_COLUMNS = ("resource", "id", *dict.fromkeys(f for k in master_data.KINDS.values() for f in k.model.model_fields))
 
 
+class _RollBack(Exception):
+    """Leaves the import's transaction without committing."""
+
+
 @dataclass
 class Report:
     created: int = 0
@@ -67,7 +71,7 @@ def from_text(model: type[Record], values: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def validated(kind: Any, record_id: Any, fields: dict[str, Any]) -> tuple[str, str, Record]:
+def _validated(kind: Any, record_id: Any, fields: dict[str, Any]) -> tuple[str, str, Record]:
     """(kind, id, the record) of one raw row, or BadRow naming the first field in error."""
     if kind not in master_data.KINDS:
         raise BadRow("resource", f"one of {', '.join(KINDS)}")
@@ -90,17 +94,21 @@ def _row(raw: dict[str, Any], csv_row: bool) -> tuple[str, str, Record]:
             if extra := sorted(set(raw) - set(model.model_fields)):
                 raise BadRow(extra[0], f"not a field of {kind}")
             raw = from_text(model, raw)
-    return validated(kind, record_id, raw)
+    return _validated(kind, record_id, raw)
 
 
 def import_master(conn: psycopg.Connection, path: Path, fmt: str,
                   progress: Callable[[int], None] = lambda _: None) -> Report:
     """Validate every row, then write them all in one transaction; with any error, write nothing."""
-    report, good = Report(), []
+    report, good, seen = Report(), [], {}
     try:
         for line, raw in records(path, fmt, CSV_COLUMNS):
             try:
-                good.append((line, *_row(raw(), fmt == "csv")))
+                row = _row(raw(), fmt == "csv")
+                if row[:2] in seen:  # which of the two would win is no one's intent
+                    raise BadRow("id", f"{row[1]} is also on line {seen[row[:2]]}")
+                seen[row[:2]] = line
+                good.append((line, *row))
             except BadRow as exc:
                 report.errors.append(RowError(line, exc.field, str(exc)))
     except BadRow as exc:  # the file itself (its header) is unusable
@@ -116,7 +124,7 @@ def import_master(conn: psycopg.Connection, path: Path, fmt: str,
                     after, created = master_data.put(conn, kind, record_id, record)
                 except master_data.Invalid as exc:
                     report.errors.append(RowError(line, exc.field, exc.reason))
-                except master_data.Referenced as exc:
+                except master_data.Referenced as exc:  # only a site's PUT refuses so: doors still in use
                     report.errors.append(RowError(line, "doors", str(exc)))
                 except psycopg.DataError as exc:  # e.g. a NUL character, which PostgreSQL cannot store
                     report.errors.append(RowError(line, "row", str(exc).splitlines()[0]))
@@ -131,6 +139,3 @@ def import_master(conn: psycopg.Connection, path: Path, fmt: str,
         report.created = report.changed = report.unchanged = 0
     return report
 
-
-class _RollBack(Exception):
-    """Leaves the import's transaction without committing."""

@@ -103,10 +103,12 @@ def test_import_reports_bad_rows_by_line_and_field_and_imports_nothing(db_url: s
             {"resource": "vehicles", "id": "TRK 1"},
             {"resource": "vehicles", "id": "TRK-2", "colour": "red"},
             {"resource": "gateways", "id": "gw-1", "kind": "dock", "site_id": "nowhere"}]
-    path = write(tmp_path, "master.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n{not json\n")
+    path = write(tmp_path, "master.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n{not json\n"
+                 + json.dumps(rows[0]) + "\n")
     result = cargotrace(db_url, "import", "master", str(path))
     assert result.returncode == 1
-    for expected in ("line 2: time_zone:", "line 3: resource:", "line 4: id:", "line 5: colour:", "line 7: line:"):
+    for expected in ("line 2: time_zone:", "line 3: resource:", "line 4: id:", "line 5: colour:", "line 7: line:",
+                     "line 8: id: initech is also on line 1"):
         assert expected in result.stderr, result.stderr
     assert "nothing imported" in result.stderr and counts(db_url) == (0, 0, 0, 0, 0)
     # Valid rows that fail against the database (an unknown site) are reported too, after the others pass.
