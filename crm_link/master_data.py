@@ -60,7 +60,7 @@ def _nothing(conn: psycopg.Connection, record_id: str, record: Any) -> None:
 
 def _customer_columns(c: Customer) -> dict[str, Any]:
     return {"name": c.name, "service_level": c.service_level, "contact": json.dumps(c.contact),
-            "language": c.language, "exception_thresholds": c.exception_thresholds.model_dump_json(exclude_none=True)}
+            "language": c.language, "exception_thresholds": c.exception_thresholds.model_dump_json()}
 
 
 def _customer_shape(conn: psycopg.Connection, row: dict[str, Any]) -> dict[str, Any]:

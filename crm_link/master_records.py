@@ -7,9 +7,19 @@ import dataclasses
 import math
 import zoneinfo
 from functools import cache
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    create_model,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from crm_link.thresholds import Thresholds
 from storage.vocabulary import GATEWAY_KINDS, LANGUAGES
@@ -29,9 +39,15 @@ class Record(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt field is an error naming it, not silently lost
 
 
+class _Overrides(Record):
+    @model_serializer(mode="wrap")
+    def _given(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}  # what is not overridden is not said
+
+
 # Per-customer overrides of the route-watch thresholds: only the names crm_link/thresholds.py knows.
 ExceptionThresholds = create_model(  # type: ignore[call-overload]
-    "ExceptionThresholds", __base__=Record,
+    "ExceptionThresholds", __base__=_Overrides,
     **{f.name: (float | None, Field(None, gt=0, le=1e7)) for f in dataclasses.fields(Thresholds)})
 
 
