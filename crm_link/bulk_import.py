@@ -52,10 +52,15 @@ class BadRow(ValueError):
         self.field = field_name
 
 
-def _from_csv(row: dict[str, Any]) -> dict[str, Any]:
+def _cells(row: dict[str, Any]) -> dict[str, str]:
+    """The row's non-empty cells, stripped."""
     if None in row:  # csv.DictReader puts the surplus of a too-long row under the key None
         raise BadRow("row", "more values than columns")
-    values = {k: v.strip() for k, v in row.items() if isinstance(v, str) and v.strip()}
+    return {k: v.strip() for k, v in row.items() if isinstance(v, str) and v.strip()}
+
+
+def _from_csv(row: dict[str, Any]) -> dict[str, Any]:
+    values = _cells(row)
     record: dict[str, Any] = {k: v for k, v in values.items() if k not in _DESTINATION and k != "items"}
     record["destination"] = {_DESTINATION[k]: v for k, v in values.items() if k in _DESTINATION}
     record["items"] = [{"epc_uri": uri} for uri in values.get("items", "").split()]
@@ -83,8 +88,10 @@ def _refuse(field_name: str, reason: str) -> Callable[[], dict[str, Any]]:
     return thunk
 
 
-def records(path: Path, fmt: str) -> Iterator[tuple[int, Callable[[], dict[str, Any]]]]:
-    """(line number, a thunk giving the raw record or raising BadRow) for each record of the file.
+def records(path: Path, fmt: str,
+            columns: tuple[str, ...] = CSV_COLUMNS) -> Iterator[tuple[int, Callable[[], dict[str, Any]]]]:
+    """(line number, a thunk giving the raw record or raising BadRow) for each record of the file
+    (CSV: the columns it may have).
     Bytes that are not UTF-8 are kept as surrogates and refused per record, not for the whole file."""
     with path.open(encoding="utf-8", errors="surrogateescape", newline="") as f:
         if fmt == "jsonl":
@@ -93,9 +100,9 @@ def records(path: Path, fmt: str) -> Iterator[tuple[int, Callable[[], dict[str, 
                     yield number, lambda line=line: _from_json(line)
             return
         reader = csv.DictReader(f)
-        unknown = set(reader.fieldnames or ()) - set(CSV_COLUMNS)
+        unknown = set(reader.fieldnames or ()) - set(columns)
         if unknown:
-            raise BadRow("header", f"unknown columns: {', '.join(sorted(unknown))} (known: {', '.join(CSV_COLUMNS)})")
+            raise BadRow("header", f"unknown columns: {', '.join(sorted(unknown))} (known: {', '.join(columns)})")
         while True:
             try:
                 row = next(reader)
@@ -104,12 +111,17 @@ def records(path: Path, fmt: str) -> Iterator[tuple[int, Callable[[], dict[str, 
             except csv.Error as exc:
                 yield reader.line_num, _refuse("row", f"malformed CSV: {exc}")
                 continue
-            yield reader.line_num, lambda row=row: _from_csv(row)
+            yield reader.line_num, lambda row=row: _from_csv(row) if columns is CSV_COLUMNS else _cells(row)
+
+
+def refuse_undecodable(raw: dict[str, Any]) -> None:
+    """BadRow for bytes that were not UTF-8 (kept as surrogates by `records`)."""
+    if any("\udc80" <= ch <= "\udcff" for ch in json.dumps(raw, ensure_ascii=False)):
+        raise BadRow("row", "not valid UTF-8")
 
 
 def _import_one(conn: psycopg.Connection, raw: dict[str, Any], customer: str | None) -> bool:
-    if any("\udc80" <= ch <= "\udcff" for ch in json.dumps(raw, ensure_ascii=False)):
-        raise BadRow("row", "not valid UTF-8")
+    refuse_undecodable(raw)
     owner = raw.pop("customer_id", None) or customer
     if customer and owner != customer:
         raise BadRow("customer_id", f"{owner!r} is not the --customer {customer!r}")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from common import logs
 from common.failures import Failure, exit_code, listening_socket, naming
+from launcher import master_commands
 from storage.vocabulary import ROLES
 
 if TYPE_CHECKING:
@@ -368,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", action="append", metavar="NAME_OR_IP",
                    help="a name or address the broker is reached at, for its certificate (repeat; default: "
                         "mqtt.cargotrace.internal, localhost, 127.0.0.1)")
+
+    master_commands.add_commands(sub, add, _database_url)
 
     config = sub.add_parser("config", help="device and site profiles", description="device and site profiles")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="COMMAND")

@@ -31,6 +31,10 @@ ROLES = ("customer", "dispatcher", "integration", "admin")
 
 FEEDBACK_KINDS = ("rating", "complaint", "damage", "inquiry")
 
+# Master data: the language a customer is written to in, and what an edge gateway is mounted on.
+LANGUAGES = ("zh-CN", "en")
+GATEWAY_KINDS = ("dock", "vehicle", "fleet")  # a dock door, one truck, a telematics endpoint for many
+
 # Outbound webhooks: what a subscriber can ask for, and where a delivery is.
 WEBHOOK_EVENTS = ("shipment.status_changed", "shipment.eta_changed", "exception.opened", "exception.resolved")
 DELIVERY_STATES = ("pending", "delivered", "dead")

@@ -84,10 +84,10 @@ def test_a_pooled_connection_never_carries_a_tenant_into_the_next_request(world:
 # Path parameter → the value naming globex's resource (or one of staff-only scope).
 OTHERS = {"external_ref": "SO-G1", "exception_id": "{globex_exception}", "vehicle_id": "TRK-G",
           "customer_id": "globex", "id": "{globex_exception}", "delivery_id": "1", "subscription_id": "1",
-          "site_id": "wh-sh1", "door_id": "door-03", "kpi": "fulfilment"}
+          "site_id": "wh-sh1", "door_id": "door-03", "kpi": "fulfilment", "gateway_id": "gw-TRK-G"}
 MISSING = {"external_ref": "SO-NOPE", "exception_id": "999999", "vehicle_id": "TRK-NOPE", "customer_id": "nope",
            "id": "999999", "delivery_id": "999999", "subscription_id": "999999", "site_id": "nope",
-           "door_id": "nope", "kpi": "fulfilment"}
+           "door_id": "nope", "kpi": "fulfilment", "gateway_id": "nope"}
 PUBLIC_BY_TOKEN = ("/v1/shared/",)  # the token is the credential: whoever holds it may read
 # A valid body where the route needs one: an invalid one would be refused before the id is looked at.
 BODIES = {("POST", "/v1/shipments/{external_ref}/feedback"): {"kind": "rating", "rating": 5},

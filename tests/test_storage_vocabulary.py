@@ -22,6 +22,8 @@ CHECKED = {
     ("feedback", "kind"): v.FEEDBACK_KINDS,
     ("webhook_deliveries", "state"): v.DELIVERY_STATES,
     ("webhook_subscriptions", "audience"): v.AUDIENCES,
+    ("customers", "language"): v.LANGUAGES,
+    ("gateways", "kind"): v.GATEWAY_KINDS,
 }
 
 

@@ -31,6 +31,7 @@ from tracking_api.routes import (
     epcis,
     exceptions,
     feedback,
+    master,
     shared,
     shipments,
     streams,
@@ -89,7 +90,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(RequestMetrics, stats=stats)
     problems.install(app)
     for routes in (shipments, shared, feedback, epcis, streams, exceptions, vehicles, docks, demands, customers,
-                   webhooks):
+                   master, webhooks):
         app.include_router(routes.router)
     pages.mount(app)
 

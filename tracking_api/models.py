@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, create_model
 
+from crm_link import master_records
 from crm_link.kpis import KPI_COLUMNS
 from storage.vocabulary import (
     AUDIENCES,
@@ -172,15 +173,46 @@ class Trip(Answer):
     destination: Destination
 
 
-class Vehicle(Answer):
+# Master data as stored: the record as written (crm_link/master_records.py) with its id.
+class CustomerData(master_records.Customer):
     id: str
-    name: str
+
+
+class SiteData(master_records.Site):
+    id: str
+
+
+class VehicleData(master_records.Vehicle):
+    id: str
+
+
+class GatewayData(master_records.Gateway):
+    id: str
+
+
+class CustomerList(Answer):
+    customers: list[CustomerData]
+    next_after: str | None = Field(description="pass back as `after` for the next page; null on the last")
+
+
+class SiteList(Answer):
+    sites: list[SiteData]
+    next_after: str | None = Field(description="pass back as `after` for the next page; null on the last")
+
+
+class GatewayList(Answer):
+    gateways: list[GatewayData]
+    next_after: str | None = Field(description="pass back as `after` for the next page; null on the last")
+
+
+class Vehicle(VehicleData):
     last_position: Position | None
     trips: list[Trip] = Field(description="its demands not yet delivered")
 
 
 class Vehicles(Answer):
     vehicles: list[Vehicle]
+    next_after: str | None = Field(description="pass back as `after` for the next page; null on the last")
 
 
 class DockAssignment(Answer):
@@ -285,6 +317,7 @@ class CustomerBasics(Answer):
     name: str
     service_level: str
     contact: Json
+    language: str
     exception_thresholds: Json
     created_at: Instant
 
@@ -350,3 +383,4 @@ class Problem(BaseModel):
     status: int
     detail: str | None = None
     errors: list[Json] | None = Field(None, description="what in the request does not match the schema")
+    references: dict[str, list[str]] | None = Field(None, description="409: who still names the record, by kind")

@@ -16,3 +16,5 @@ CustomerId = Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"
 MaxPoints = Annotated[int, Query(ge=2, le=5000, description="downsampled to at most this many fixes")]
 After = Annotated[int, Query(ge=0, le=2**62, description="cursor: next_after of the last page")]
 Limit = Annotated[int, Query(ge=1, le=500)]
+AfterId = Annotated[str, Query(max_length=64, pattern=r"^[A-Za-z0-9._-]*$",
+                               description="cursor: next_after of the last page")]

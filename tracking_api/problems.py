@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from crm_link.master_data import Invalid, Referenced
 from tracking_api.models import Problem
 
 PROBLEM = "application/problem+json"
@@ -50,6 +51,14 @@ def install(app: FastAPI) -> None:
         # A value the schema let through but PostgreSQL cannot hold (a NUL byte in text, say): the
         # client's input, not a server fault.
         return problem(422, "Unprocessable Content", f"a value cannot be stored: {exc.diag.message_primary or exc}")
+
+    @app.exception_handler(Invalid)
+    async def invalid_reference(request: Request, exc: Invalid) -> JSONResponse:
+        return problem(422, "Unprocessable Content", str(exc), errors=[{"loc": ["body", exc.field], "msg": exc.reason}])
+
+    @app.exception_handler(Referenced)
+    async def still_referenced(request: Request, exc: Referenced) -> JSONResponse:
+        return problem(409, "Conflict", str(exc), references=exc.references)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from crm_link import master_data
 from crm_link.status import CUSTOMER_SUBTAG, CUSTOMER_WORD
 
 # One round trip: the shipment with its item progress, timeline, customer-visible open exceptions and,
@@ -134,15 +135,17 @@ def customer_exception(conn: psycopg.Connection, exception_id: int) -> dict[str,
     return row[0] if row else None
 
 
-def vehicles(conn: psycopg.Connection) -> list[dict]:
+def vehicles(conn: psycopg.Connection, after: str = "", limit: int = 500) -> list[dict]:
+    """A page of the fleet: each vehicle's master data, last fix and trips not yet delivered."""
+    rows = master_data.page(conn, "vehicles", after, limit)
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute("SELECT id, name FROM vehicles ORDER BY id").fetchall()
         trips = cur.execute(
             "SELECT d.vehicle_id, d.external_ref, d.customer_id, d.status, d.planned_route, d.eta, "
             "coalesce(d.destination_lat, s.lat) AS lat, coalesce(d.destination_lon, s.lon) AS lon, "
             "coalesce(d.destination_radius_m, s.radius_m) AS radius_m "
             "FROM demands d LEFT JOIN sites s ON s.id = d.destination_site_id "
-            "WHERE d.vehicle_id IS NOT NULL AND d.status <> 'delivered' ORDER BY d.id").fetchall()
+            "WHERE d.vehicle_id = ANY(%s) AND d.status <> 'delivered' ORDER BY d.id",
+            ([r["id"] for r in rows],)).fetchall()
     by_vehicle: dict[str, list[dict]] = {}
     for t in trips:
         destination = {k: t.pop(k) for k in ("lat", "lon", "radius_m")}
@@ -171,7 +174,7 @@ def customer_record(conn: psycopg.Connection, customer_id: str) -> dict[str, Any
     """The four blocks of a customer's record (basic information, inquiries and feedback, logistics
     demand, demand changes), the newest 100 of each list; None when there is no such customer."""
     with conn.cursor(row_factory=dict_row) as cur:
-        basic = cur.execute("SELECT id, name, service_level, contact, exception_thresholds, created_at "
+        basic = cur.execute("SELECT id, name, service_level, contact, language, exception_thresholds, created_at "
                             "FROM customers WHERE id = %s", (customer_id,)).fetchone()
         if basic is None:
             return None

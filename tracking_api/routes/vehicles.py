@@ -14,7 +14,7 @@ from tracking_api.auth import require
 from tracking_api.deps import db_read
 from tracking_api.keys import Principal
 from tracking_api.models import VehiclePosition, VehiclePositions, Vehicles
-from tracking_api.params import Id
+from tracking_api.params import AfterId, Id, Limit
 from tracking_api.problems import found
 
 router = APIRouter(tags=["dispatcher"])
@@ -23,8 +23,11 @@ MAX_RANGE = timedelta(days=31)
 
 
 @router.get("/v1/vehicles", response_model=Vehicles)
-def list_vehicles(who: Principal = Depends(staff), c: psycopg.Connection = Depends(db_read)) -> Any:
-    return {"vehicles": queries.vehicles(c)}
+def list_vehicles(after: AfterId = "", limit: Limit = 500, who: Principal = Depends(staff),
+                  c: psycopg.Connection = Depends(db_read)) -> Any:
+    """The fleet in id order: master data, last fix, current trips. Pass `next_after` back as `after`."""
+    rows = queries.vehicles(c, after, limit)
+    return {"vehicles": rows, "next_after": rows[-1]["id"] if len(rows) == limit else None}
 
 
 @router.get("/v1/vehicles/{vehicle_id}/position", response_model=VehiclePosition)
