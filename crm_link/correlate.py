@@ -175,9 +175,10 @@ def _all_items(cur: psycopg.Cursor, demand_id: int, column: str) -> bool:
 def _position(cur: psycopg.Cursor, event: Event, thresholds: Thresholds) -> set[int]:
     p = event.data
     cur.execute("SELECT d.id, d.status, d.vehicle_id, d.planned_route, d.delivery_to, d.eta, c.exception_thresholds, "
-                "o.lat AS o_lat, o.lon AS o_lon, o.radius_m AS o_radius, "
+                "o.lat AS o_lat, o.lon AS o_lon, o.radius_m AS o_radius, o.geofence_polygon AS o_polygon, "
                 "coalesce(d.destination_lat, s.lat) AS d_lat, coalesce(d.destination_lon, s.lon) AS d_lon, "
-                "coalesce(d.destination_radius_m, s.radius_m) AS d_radius, d.destination_site_id "
+                "coalesce(d.destination_radius_m, s.radius_m) AS d_radius, d.destination_site_id, "
+                "CASE WHEN d.destination_lat IS NULL THEN s.geofence_polygon END AS d_polygon "
                 "FROM demands d JOIN sites o ON o.id = d.origin_site_id JOIN customers c ON c.id = d.customer_id "
                 "LEFT JOIN sites s ON s.id = d.destination_site_id "
                 "WHERE d.vehicle_id = %s AND d.status IN ('loading', 'loaded', 'in_transit') FOR UPDATE OF d",
@@ -188,12 +189,12 @@ def _position(cur: psycopg.Cursor, event: Event, thresholds: Thresholds) -> set[
         demand["o_radius"] = demand["o_radius"] or DEFAULT_RADIUS_M
         demand["d_radius"] = demand["d_radius"] or DEFAULT_RADIUS_M
         if demand["status"] in ("loading", "loaded") and demand["o_lat"] is not None:
-            origin = Geofence(demand["o_lat"], demand["o_lon"], demand["o_radius"])
+            origin = Geofence(demand["o_lat"], demand["o_lon"], demand["o_radius"], demand["o_polygon"])
             if not origin.contains(*here) and _advance(cur, demand, "in_transit", event, None, *here):
                 exceptions.missing_cargo(cur, demand["id"], p["vehicle_id"], event.ts)
                 touched.add(demand["id"])
         if demand["status"] == "in_transit" and demand["d_lat"] is not None:
-            destination = Geofence(demand["d_lat"], demand["d_lon"], demand["d_radius"])
+            destination = Geofence(demand["d_lat"], demand["d_lon"], demand["d_radius"], demand["d_polygon"])
             if destination.contains(*here) and _advance(cur, demand, "arrived", event,
                                                         demand["destination_site_id"], *here):
                 touched.add(demand["id"])

@@ -74,8 +74,8 @@ class Situation:
         return (self.stationary and w.stopped_since is not None
                 and (self.fix["ts"] - w.stopped_since).total_seconds() >= self.t.stop_min_s
                 and not any(self.demand[f"{p}_lat"] is not None
-                            and Geofence(self.demand[f"{p}_lat"], self.demand[f"{p}_lon"],
-                                         self.demand[f"{p}_radius"]).contains(w.stop_lat, w.stop_lon)
+                            and Geofence(self.demand[f"{p}_lat"], self.demand[f"{p}_lon"], self.demand[f"{p}_radius"],
+                                         self.demand.get(f"{p}_polygon")).contains(w.stop_lat, w.stop_lon)
                             for p in ("o", "d")))
 
     @cached_property
@@ -83,11 +83,13 @@ class Situation:
         """A known site, not the demand's destination, whose geofence holds the stop (asked only while
         a stop lasts beyond the threshold, when the track filter sends a fix a minute)."""
         w = self.watch
-        self.cur.execute("SELECT id, lat, lon, radius_m FROM sites WHERE lat BETWEEN %s - 0.1 AND %s + 0.1 "
+        self.cur.execute("SELECT id, lat, lon, radius_m, geofence_polygon FROM sites "
+                         "WHERE lat BETWEEN %s - 0.1 AND %s + 0.1 "
                          "AND lon BETWEEN %s - 0.1 AND %s + 0.1 AND id IS DISTINCT FROM %s",
                          (w.stop_lat, w.stop_lat, w.stop_lon, w.stop_lon, self.demand["destination_site_id"]))
         return next((s["id"] for s in self.cur.fetchall()
-                     if Geofence(s["lat"], s["lon"], s["radius_m"]).contains(w.stop_lat, w.stop_lon)), None)
+                     if Geofence(s["lat"], s["lon"], s["radius_m"], s["geofence_polygon"]).contains(w.stop_lat,
+                                                                                                   w.stop_lon)), None)
 
     def stop_evidence(self) -> dict[str, Any]:
         w = self.watch

@@ -19,7 +19,7 @@ from crm_link.geo import Geofence
 # vehicle), with the site's geofence.
 _EVIDENCE = """
 (SELECT 1 AS rank, v.id, NULL::float8 AS lat, NULL::float8 AS lon, NULL::float8 AS site_lat,
-        NULL::float8 AS site_lon, NULL::float8 AS radius_m
+        NULL::float8 AS site_lon, NULL::float8 AS radius_m, NULL::jsonb AS polygon
  FROM vehicles v CROSS JOIN LATERAL (
      SELECT t.ts FROM tag_observations t
      WHERE t.epc_uri = v.tag_epc_uri AND t.read_point = %(read_point)s
@@ -28,11 +28,11 @@ _EVIDENCE = """
  WHERE v.tag_epc_uri IS NOT NULL
  ORDER BY abs(extract(epoch FROM seen.ts - %(ts)s::timestamptz)) LIMIT 1)
 UNION ALL
-(SELECT 2, vehicle_id, NULL, NULL, NULL, NULL, NULL FROM dock_assignments
+(SELECT 2, vehicle_id, NULL, NULL, NULL, NULL, NULL, NULL FROM dock_assignments
  WHERE site_id = %(site)s AND door_id = %(door)s AND valid_from <= %(ts)s AND (valid_to IS NULL OR valid_to > %(ts)s)
  ORDER BY valid_from DESC, created_at DESC LIMIT 1)
 UNION ALL
-SELECT 3, v.id, p.lat, p.lon, s.lat, s.lon, s.radius_m
+SELECT 3, v.id, p.lat, p.lon, s.lat, s.lon, s.radius_m, s.geofence_polygon
 FROM sites s CROSS JOIN vehicles v CROSS JOIN LATERAL (
     SELECT lat, lon FROM positions
     WHERE vehicle_id = v.id AND ts BETWEEN %(ts)s::timestamptz - %(window)s::interval AND %(ts)s::timestamptz
@@ -72,5 +72,5 @@ def _vehicle_at_door(cur: psycopg.Cursor, read_point: str, ts: datetime, window:
     if rows and rows[0]["rank"] < 3:
         return AtDoor(rows[0]["id"], "tag" if rows[0]["rank"] == 1 else "dock_assignment")
     inside = [r["id"] for r in rows
-              if Geofence(r["site_lat"], r["site_lon"], r["radius_m"]).contains(r["lat"], r["lon"])]
+              if Geofence(r["site_lat"], r["site_lon"], r["radius_m"], r["polygon"]).contains(r["lat"], r["lon"])]
     return AtDoor(inside[0], "geofence") if len(inside) == 1 else None
