@@ -6,8 +6,9 @@ import argparse
 import signal
 import sys
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING, Any
 
 from common import logs
 from common.failures import Failure, exit_code, listening_socket, naming
@@ -75,15 +76,49 @@ def cmd_gateway_provision(args: argparse.Namespace) -> int:
     req = Request(args.id, args.kind, args.broker, site=args.site or "",
                   doors=tuple(d for d in (args.doors or "").split(",") if d), vehicle=args.vehicle or "",
                   region=args.region)
-    try:
-        done = provision(req, Path(args.password_file), Path(args.acl), Path(args.profile_dir))
-    except ValueError as exc:
-        sys.exit(f"error: {exc}")
+    database_url = None if args.no_register else _database_url_if_set()
+    with ExitStack() as stack:
+        if database_url:  # registered in one transaction with the rest: a refusal leaves nothing behind
+            stack.enter_context(_registered(database_url, req))
+        try:
+            done = provision(req, Path(args.password_file), Path(args.acl), Path(args.profile_dir))
+        except ValueError as exc:
+            sys.exit(f"error: {exc}")
+    registered = "registered in the master data" if database_url else (
+        "not registered in the master data (CARGOTRACE_DATABASE_URL is not set)" if not args.no_register else "")
     print(f"profile {done.profile} {'written' if done.profile_created else 'kept (exists)'}; "
-          f"broker user {args.id} set in {args.password_file} (reload Mosquitto: kill -HUP)", file=sys.stderr)
+          f"broker user {args.id} set in {args.password_file} (reload Mosquitto: kill -HUP)"
+          f"{'; ' + registered if registered else ''}", file=sys.stderr)
     print("The password follows on stdout, once: put it in the box's password_file (mode 0600).", file=sys.stderr)
     print(done.password)
     return 0
+
+
+def _database_url_if_set() -> str | None:
+    try:
+        return get_settings().database_url
+    except ModuleNotFoundError:  # an edge box: no central settings, no master data to register in
+        return None
+
+
+@contextmanager
+def _registered(database_url: str, req: Any) -> Iterator[None]:
+    """The gateway in the master data, committed only if what follows succeeds."""
+    import psycopg
+
+    from crm_link import master_data
+    from crm_link.master_records import Gateway
+
+    record = (Gateway(kind="dock", site_id=req.site, read_points=[f"{req.site}/{door}" for door in req.doors])
+              if req.kind == "dock" else Gateway(kind="vehicle", vehicle_id=req.vehicle))
+    with psycopg.connect(database_url) as conn:
+        try:
+            master_data.put(conn, "gateways", req.gateway_id, record)
+        except master_data.Invalid as exc:
+            raise Failure(f"{req.gateway_id}: the master data refuses it: {exc} (add the site, its doors or the "
+                          f"vehicle first: cargotrace sites add / cargotrace vehicles add)") from None
+        yield
+        conn.commit()
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -312,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--acl", default="deploy/mosquitto/cargotrace.acl", metavar="FILE",
                    help="the broker's ACL, checked to confine the new user to its own topics")
     p.add_argument("--profile-dir", default="firmware_configs/profiles", metavar="DIR")
+    p.add_argument("--no-register", action="store_true",
+                   help="do not register it in the master data (done when CARGOTRACE_DATABASE_URL is set)")
 
     add("ingest", cmd_ingest, "consume gateway messages from MQTT into the database")
     api = add("api", cmd_api, "serve the tracking API and web pages")

@@ -4,7 +4,10 @@ ACL, for its own topics only; its profile is valid; provisioning again rotates t
 from __future__ import annotations
 
 import base64
+import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,3 +119,27 @@ def test_setting_a_user_changes_only_its_line(existing: list[tuple[str, str]], u
     if user not in dict(existing):
         expected.append(f"{user}:{new_hash}")
     assert lines == expected
+
+
+def test_provisioning_registers_the_gateway_in_the_master_data_or_refuses_before_writing(
+        tmp_path: Path, db_url: str) -> None:
+    env = {**os.environ, "CARGOTRACE_DATABASE_URL": db_url}
+
+    def cargotrace(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "launcher.cli", *args], env=env, capture_output=True, text=True,
+                              timeout=60)
+
+    where = ["--password-file", str(tmp_path / "passwd"), "--acl", str(ACL), "--profile-dir", str(tmp_path),
+             "--broker", "mqtt://127.0.0.1:1883"]
+    refused = cargotrace("gateway", "provision", "dock-wh-x9", "--site", "wh-x9", "--doors", "door-01", *where)
+    assert refused.returncode == 1 and refused.stderr.splitlines() == [
+        "error: dock-wh-x9: the master data refuses it: site_id: unknown site 'wh-x9' (add the site, its doors or "
+        "the vehicle first: cargotrace sites add / cargotrace vehicles add)"]
+    assert not (tmp_path / "dock-wh-x9.yaml").exists() and not (tmp_path / "passwd").exists()
+    assert cargotrace("sites", "add", "wh-x9", "--name", "Warehouse X9", "--geofence",
+                      '{"lat": 31.2, "lon": 121.4, "radius_m": 200}', "--doors", "door-01,door-02").returncode == 0
+    done = cargotrace("gateway", "provision", "dock-wh-x9", "--site", "wh-x9", "--doors", "door-01,door-02", *where)
+    assert done.returncode == 0 and "; registered in the master data" in done.stderr
+    assert json.loads(cargotrace("gateways", "show", "dock-wh-x9").stdout) == {
+        "id": "dock-wh-x9", "kind": "dock", "site_id": "wh-x9", "vehicle_id": None,
+        "read_points": ["wh-x9/door-01", "wh-x9/door-02"]}
