@@ -204,6 +204,8 @@ def test_day_one_from_an_empty_database_with_the_cli_and_http_only(cli: dict[str
         "line 161: origin_site_id: Field required",
     ], imported.stderr
     assert imported.stderr.rstrip().endswith("created 197, updated or unchanged 0, refused 3"), imported.stderr
+    again = run(env, "crm", "import", str(demands), ok=False)  # importing the same file again changes nothing
+    assert again.returncode == 1 and again.stderr.rstrip().endswith("created 0, updated or unchanged 197, refused 3")
 
     wait_for(lambda: procs.check_alive() or listening(port), timeout=60, what="the API to listen")
     api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
