@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import psycopg
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from crm_link.identifiers import gtin_serial_to_uri, sscc_to_uri
+from crm_link.identifiers import gtin_serial_to_uri, sscc_to_uri, uri_problem
 
 URI_PATTERN = r"^urn:epc:id:(sgtin|sscc|grai|giai|sgln|gid):[0-9A-Za-z.%-]+$"
 
@@ -26,6 +26,13 @@ class Item(BaseModel):
     company_prefix_length: int | None = Field(None, ge=6, le=12)
     quantity: int = Field(1, ge=1, le=100_000)
     _uri: str = PrivateAttr("")
+
+    @field_validator("epc_uri")
+    @classmethod
+    def _well_formed(cls, uri: str | None) -> str | None:
+        if uri is not None and (problem := uri_problem(uri)):
+            raise ValueError(problem)  # e.g. a serial left out: no tag could ever carry it
+        return uri
 
     @model_validator(mode="after")
     def _one_identity(self) -> Item:

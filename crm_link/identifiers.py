@@ -6,6 +6,34 @@ import re
 
 from common import epc
 
+# The parts of a pure identity URI per scheme (EPC Tag Data Standard): its digit fields, how many digits
+# the company prefix and the reference make together (the GS1 key's length), and its serial's characters.
+_SERIAL = r"(?:[!'()*+,\-.0-9:;=A-Z_a-z]|%[0-9A-Fa-f]{2})+"
+_SCHEMES = {
+    "sgtin": (rf"(\d+)\.(\d+)\.{_SERIAL}", 13, "CompanyPrefix.IndicatorAndItemReference.Serial"),
+    "sscc": (r"(\d+)\.(\d+)", 17, "CompanyPrefix.ExtensionAndSerialReference"),
+    "sgln": (rf"(\d+)\.(\d*)\.{_SERIAL}", 12, "CompanyPrefix.LocationReference.Extension"),
+    "grai": (rf"(\d+)\.(\d*)\.{_SERIAL}", 12, "CompanyPrefix.AssetType.Serial"),
+    "giai": (rf"(\d+)\.{_SERIAL}", 0, "CompanyPrefix.IndividualAssetReference"),
+    "gid": (r"(\d+)\.\d+\.\d+", 0, "ManagerNumber.ObjectClass.Serial"),
+}
+
+
+def uri_problem(uri: str) -> str | None:
+    """Why an EPC pure identity URI is malformed (a missing serial, a key of the wrong length), or None."""
+    scheme, _, body = uri.removeprefix("urn:epc:id:").partition(":")
+    if scheme not in _SCHEMES:
+        return f"not an EPC pure identity URI of {', '.join(_SCHEMES)}"
+    pattern, key_digits, parts = _SCHEMES[scheme]
+    match = re.fullmatch(pattern, body)
+    if match is None:
+        return f"a {scheme} URI is urn:epc:id:{scheme}:{parts}"
+    if scheme != "gid" and not 6 <= len(match.group(1)) <= 12:
+        return "a company prefix has 6 to 12 digits"
+    if key_digits and len(match.group(1)) + len(match.group(2)) != key_digits:
+        return f"a {scheme} URI's company prefix and reference have {key_digits} digits together"
+    return None
+
 
 def gs1_check_digit(digits: str) -> int:
     """The GS1 mod-10 check digit of the digits before it."""

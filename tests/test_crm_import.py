@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from crm_link.bulk_import import CSV_COLUMNS, import_file
 from crm_link.directory import upsert_customer, upsert_site, upsert_vehicle
+from crm_link.identifiers import uri_problem
 
 HEADER = ",".join(CSV_COLUMNS)
 GOOD = [
@@ -60,6 +61,20 @@ def test_csv_with_a_bad_row_commits_the_good_ones_and_fails(db: str, tmp_path: P
     with psycopg.connect(db) as conn:
         assert conn.execute("SELECT rush, service_level, vehicle_id FROM demands WHERE external_ref = 'SO-1'"
                             ).fetchone() == (True, "premium", "TRK-1")
+
+
+def test_an_epc_uri_without_its_serial_is_refused_by_line_and_field(db: str, tmp_path: Path) -> None:
+    """Such an item could never be read: no tag carries an SGTIN without a serial."""
+    f = tmp_path / "demands.csv"
+    f.write_text("\n".join([HEADER, "acme,SO-5,wh-sh1,dc-pd,,,,,,,,,,,,urn:epc:id:sgtin:0614141.812345",
+                             "acme,SO-6,wh-sh1,dc-pd,,,,,,,,,,,,urn:epc:id:sgtin:0614141.81234.1"]) + "\n")
+    r = run(db, str(f))
+    assert r.returncode == 1
+    assert ("line 2: items.0.epc_uri: Value error, a sgtin URI is "
+            "urn:epc:id:sgtin:CompanyPrefix.IndicatorAndItemReference.Serial\n") in r.stderr
+    assert ("line 3: items.0.epc_uri: Value error, a sgtin URI's company prefix and reference have 13 digits "
+            "together\n") in r.stderr
+    assert counts(db) == (0, 0, 0)
 
 
 def test_reimport_changes_nothing(db: str, tmp_path: Path) -> None:
@@ -127,3 +142,13 @@ def test_malformed_rows_are_reported_never_raised(db: str, tmp_path: Path, rows:
     assert all(e.line >= 1 and e.field and e.reason for e in report.errors)
     with psycopg.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM demands WHERE external_ref = 'SO-2'").fetchone()[0] == 1
+
+
+def test_every_pure_identity_uri_of_the_gs1_vectors_is_well_formed(corpora: Path) -> None:
+    """The URI check refuses no identity a real tag carries (the standard's own vectors, every scheme)."""
+    uris = [line.split("\t")[1] for name in ("tds96.tsv", "tds_standard_examples.tsv")
+            for line in (corpora / "epc" / name).read_text().splitlines()
+            if line.count("\t") and line.split("\t")[1].startswith("urn:epc:id:")]
+    assert len(uris) > 60
+    assert [u for u in uris if uri_problem(u) and u.split(":")[3] in ("sgtin", "sscc", "sgln", "grai", "giai",
+                                                                         "gid")] == []
