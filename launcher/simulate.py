@@ -10,11 +10,13 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from common import epc
+from common.failures import Failure, cause, unreachable
 from device_drivers import jt808
 from device_drivers.simulators import (
     Jt808Terminal,
@@ -79,6 +81,16 @@ def simulate(gateway_id: str, broker: str, folder: Path, site: str, vehicle: str
             os.close(fd)
 
 
+@contextmanager
+def _endpoint(section: str, address: str) -> Iterator[None]:
+    """Connecting to a gateway's endpoint: a refusal is one line, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        raise Failure(unreachable(f"a gateway's {section} endpoint", address, cause(exc),
+                                  f"check the address and that the gateway runs with a {section} section")) from exc
+
+
 def simulate_jt808(address: str, phone: str, period_s: float, stop: threading.Event | None = None,
                    is_2019: bool = False) -> int:
     """A JT/T 808 terminal against a platform at HOST:PORT (a gateway's jt808 endpoint): registers,
@@ -86,7 +98,8 @@ def simulate_jt808(address: str, phone: str, period_s: float, stop: threading.Ev
     Returns how many reports the platform accepted."""
     stop = stop or threading.Event()
     host, port = address.rsplit(":", 1)
-    terminal = Jt808Terminal(host, int(port), phone, is_2019)
+    with _endpoint("jt808", address):
+        terminal = Jt808Terminal(host, int(port), phone, is_2019)
     accepted = 0
     try:
         result, code = terminal.register()
@@ -107,7 +120,8 @@ def simulate_teltonika(address: str, imei: str, period_s: float, stop: threading
     and forth, one record every `period_s` of real time. Returns how many records the gateway took."""
     stop = stop or threading.Event()
     host, port = address.rsplit(":", 1)
-    tracker = TeltonikaTracker(host, int(port), imei)
+    with _endpoint("teltonika", address):
+        tracker = TeltonikaTracker(host, int(port), imei)
     taken = 0
     try:
         if not tracker.accepted:

@@ -324,3 +324,14 @@ def _status(url: str) -> int | None:
         return httpx.get(url, timeout=5).status_code
     except httpx.HTTPError:
         return None
+
+
+@pytest.mark.parametrize(("args", "section"), [(("--jt808", "{address}", "--phone", "013912345678"), "jt808"),
+                                               (("--teltonika", "{address}", "--imei", "356307042441013"),
+                                                "teltonika")])
+def test_a_simulated_terminal_names_the_endpoint_it_cannot_reach(folder: Path, args: tuple[str, ...],
+                                                                 section: str) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    assert_one_line(cargotrace(folder, "simulate", *(a.format(address=address) for a in args)),
+                    f"cannot reach a gateway's {section} endpoint at {address} (connection refused): check the "
+                    f"address and that the gateway runs with a {section} section")
