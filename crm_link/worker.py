@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from collections import Counter
@@ -14,6 +13,7 @@ import psycopg
 from common.failures import describe
 from common.metrics import Sample, serve
 from common.settings import Settings
+from common.stopping import stop_on_signals
 from crm_link import webhooks
 from crm_link.correlate import process_pending
 from crm_link.metrics import database_samples
@@ -78,9 +78,7 @@ class CrmWorker:
 
 def run(settings: Settings, stop: threading.Event | None = None) -> None:
     stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
+    stop_on_signals(stop)
     sender = threading.Thread(target=webhooks.run, args=(settings, stop), name="webhooks", daemon=True)
     sender.start()
     try:

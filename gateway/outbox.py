@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS events (
     acked_at   REAL                        -- when the broker acknowledged it; NULL: not yet
 );
 """
+INSERT = "INSERT INTO events (kind, body, stationary, created) VALUES (?,?,?,?)"
 # Outboxes made before acked_at existed get the column (NULL: nothing acknowledged is kept there).
 _ACKED_AT = "ALTER TABLE events ADD COLUMN acked_at REAL"
 
@@ -84,6 +85,11 @@ class Outbox:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 room = self.max_events - self._count()
+                if room >= len(items):  # the common case: one statement, consecutive seqs (AUTOINCREMENT)
+                    self._db.executemany(INSERT, [(kind, json.dumps(event, separators=(",", ":")), int(stationary),
+                                                   now) for kind, event, stationary in items])
+                    last = self._db.execute("SELECT last_insert_rowid()").fetchone()[0]
+                    seqs, items = list(range(last - len(items) + 1, last + 1)), []
                 for kind, event, stationary in items:
                     if room <= 0:
                         room += self._forget_acked(0.0) or self._thin_stationary()
@@ -93,8 +99,8 @@ class Outbox:
                         seqs.append(0)
                         continue
                     self.alarm = self.alarm or room <= 0
-                    cur = self._db.execute("INSERT INTO events (kind, body, stationary, created) VALUES (?,?,?,?)",
-                                           (kind, json.dumps(event, separators=(",", ":")), int(stationary), now))
+                    cur = self._db.execute(INSERT, (kind, json.dumps(event, separators=(",", ":")), int(stationary),
+                                                    now))
                     seqs.append(cur.lastrowid or 0)
                     room -= 1
                 self._db.execute("COMMIT")

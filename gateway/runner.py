@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import logging
 import queue
-import signal
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 from common.contract import iso_ms
 from common.failures import writable_dir
 from common.metrics import Sample, serve
+from common.stopping import stop_on_signals
 from device_drivers.types import Fix, TagRead, VehicleFix
 from firmware_configs import GatewayProfile, load_profile
 from gateway.devices import DeviceReader, device_readers
@@ -167,6 +167,9 @@ class Gateway:
         elif isinstance(value, Fix) and self.profile.gps:
             self._clock_against(value, now)
             self._track(self.profile.gps.vehicle, value, now, items)
+        elif isinstance(value, list):  # an endpoint's fixes of one read
+            for one in value:
+                self._take(device, one, items, now)
         elif isinstance(value, VehicleFix) and value.backfill:
             self._backfill(value.vehicle, value.fix, now, items)
         elif isinstance(value, VehicleFix):
@@ -251,8 +254,6 @@ class Gateway:
 def run(profile_path: str, stop: threading.Event | None = None) -> None:
     profile = load_profile(profile_path)
     stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
+    stop_on_signals(stop)
     log.info("gateway %s starting (profile %s)", profile.gateway.id, profile.version)
     Gateway(profile).run(stop)

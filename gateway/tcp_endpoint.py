@@ -50,7 +50,7 @@ class TcpEndpoint(threading.Thread):
         self.connections = 0
         self.listening = threading.Event()
         self.port = 0  # the port it listens on, once listening (0 in the profile: any free one)
-        self._unreceipted = False  # fixes were queued since the last receipt
+        self._pending: list[VehicleFix] = []  # fixes taken since the last receipt, queued with it
         self.store_wait_s = STORE_WAIT_S
 
     def run(self) -> None:
@@ -80,16 +80,16 @@ class TcpEndpoint(threading.Thread):
         raise NotImplementedError
 
     def fix(self, vehicle: str, fix: Fix, backfill: bool = False) -> None:
-        self.out.put((self.name, VehicleFix(vehicle, fix, backfill)))
-        self._unreceipted = True
+        self._pending.append(VehicleFix(vehicle, fix, backfill))
 
     async def answer_when_stored(self, writer: asyncio.StreamWriter, replies: list[bytes]) -> bool:
         """Writes the replies once the fixes queued for them are in the outbox. False, nothing written,
         when the outbox did not store them in time: the caller closes the connection."""
-        if self._unreceipted:  # no await since the fixes were queued: they are this connection's
-            self._unreceipted = False
+        if self._pending:  # no await since they were taken: they are this connection's
             receipt = Receipt(asyncio.get_running_loop())
+            self.out.put((self.name, self._pending))  # one queue item for a read's fixes, not one each
             self.out.put((self.name, receipt))
+            self._pending = []
             try:
                 await asyncio.wait_for(receipt.future, self.store_wait_s)
             except TimeoutError:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import signal
 import threading
 import time
 from collections import Counter
@@ -27,6 +26,7 @@ from common.contract import TOPIC_ROOT
 from common.failures import BrokerWatch, PahoNoise, describe
 from common.metrics import Sample, serve
 from common.settings import Settings
+from common.stopping import stop_on_signals
 from ingest.validate import Rejected, parse
 from ingest.writer import Accepted, Batch, Dead, Writer
 
@@ -247,7 +247,5 @@ class IngestWorker:
 
 def run(settings: Settings, stop: threading.Event | None = None) -> None:
     stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
+    stop_on_signals(stop)
     IngestWorker(settings).run(stop)

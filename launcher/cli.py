@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from common import logs
 from common.failures import Failure, exit_code, listening_socket, naming
+from common.stopping import stop_on_signals
 from launcher import master_commands
 from storage.vocabulary import ROLES
 
@@ -143,8 +143,7 @@ def cmd_crm_webhooks(args: argparse.Namespace) -> int:
 
     _database_url()
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop_on_signals(stop)
     webhooks.run(get_settings(), stop)
     return 0
 

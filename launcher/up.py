@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from common.failures import Failure, listening_socket
 from common.settings import Settings
+from common.stopping import stop_on_signals
 from launcher.embedded import embedded_broker, embedded_database
 from storage.migrate import migrate
 
@@ -98,8 +98,7 @@ def up(settings: Settings, demo: bool = False, fresh: bool = False, pace: float 
         if not settings.mqtt_url:
             env["CARGOTRACE_INGEST_MQTT_V5"] = "false"  # amqtt speaks MQTT 3.1.1 only
         supervisor = Supervisor(env, log_dir)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: supervisor.stopping.set())
+        stop_on_signals(supervisor.stopping)
         try:
             supervisor.start("ingest", "ingest")
             supervisor.start("crm", "crm", "run")

@@ -39,6 +39,8 @@ class Demo:
                 return line
 
     def stop(self) -> int:
+        """Ctrl-C pressed twice, as people do."""
+        self.proc.send_signal(signal.SIGINT)
         self.proc.send_signal(signal.SIGINT)
         return self.proc.wait(60)
 
