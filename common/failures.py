@@ -64,6 +64,12 @@ def _os_error(exc: OSError) -> str | None:
     return None
 
 
+def pydantic_message(error: Any) -> str:
+    """One of pydantic's errors in its own words, without the machinery's 'Value error, ' prefix."""
+    ctx = error.get("ctx") or {}
+    return str(ctx["error"]) if error["type"] == "value_error" and "error" in ctx else str(error["msg"])
+
+
 def _setting_error(error: Any) -> str:
     name = "CARGOTRACE_" + "_".join(str(part) for part in error["loc"]).upper()
     return f"{name}={error['input']!r} is invalid: {_lower(error['msg'])}"

@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 from pydantic import ValidationError
 
+from common.failures import pydantic_message
 from crm_link.demands import DemandRecord, UnknownReference, upsert_demand
 
 REF = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # as the API's path parameter
@@ -50,6 +51,12 @@ class BadRow(ValueError):
     def __init__(self, field_name: str, reason: str) -> None:
         super().__init__(reason)
         self.field = field_name
+
+    @classmethod
+    def first_of(cls, exc: ValidationError) -> BadRow:
+        """The first problem the record's validation found: its field and its words."""
+        first = exc.errors()[0]
+        return cls(".".join(str(p) for p in first["loc"]) or "row", pydantic_message(first))
 
 
 def _cells(row: dict[str, Any]) -> dict[str, str]:
@@ -135,8 +142,7 @@ def _import_one(conn: psycopg.Connection, raw: dict[str, Any], customer: str | N
     try:
         record = DemandRecord.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise BadRow(".".join(str(p) for p in first["loc"]) or "row", first["msg"]) from None
+        raise BadRow.first_of(exc) from None
     if conn.execute("SELECT 1 FROM customers WHERE id = %s", (owner,)).fetchone() is None:
         raise BadRow("customer_id", f"unknown customer {owner!r}")
     try:

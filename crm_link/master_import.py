@@ -80,8 +80,7 @@ def _validated(kind: Any, record_id: Any, fields: dict[str, Any]) -> tuple[str, 
     try:
         return kind, record_id, master_data.KINDS[kind].model.model_validate(fields)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise BadRow(".".join(str(p) for p in first["loc"]) or "row", first["msg"]) from None
+        raise BadRow.first_of(exc) from None
 
 
 def _row(raw: dict[str, Any], csv_row: bool) -> tuple[str, str, Record]:

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from common.failures import pydantic_message
+
 Loc = tuple[int | str, ...]
 Problem = tuple[Loc, str]
 
@@ -25,11 +27,9 @@ PATTERNS = {
 def describe(error: dict[str, Any]) -> str:
     """A pydantic error's message without its machinery: no 'Value error, ' prefix, no raw regex."""
     ctx = error.get("ctx") or {}
-    if error["type"] == "value_error" and "error" in ctx:
-        return str(ctx["error"])
     if error["type"] == "string_pattern_mismatch" and ctx.get("pattern") in PATTERNS:
         return f"{error['input']!r} is not {PATTERNS[ctx['pattern']]}"
-    return str(error["msg"])
+    return pydantic_message(error)
 
 
 def power_problems(data: dict[str, Any], regions: dict[str, tuple[str, float]], min_dbm: float) -> Iterator[Problem]:

@@ -70,9 +70,9 @@ def test_an_epc_uri_without_its_serial_is_refused_by_line_and_field(db: str, tmp
                              "acme,SO-6,wh-sh1,dc-pd,,,,,,,,,,,,urn:epc:id:sgtin:0614141.81234.1"]) + "\n")
     r = run(db, str(f))
     assert r.returncode == 1
-    assert ("line 2: items.0.epc_uri: Value error, a sgtin URI is "
+    assert ("line 2: items.0.epc_uri: a sgtin URI is "
             "urn:epc:id:sgtin:CompanyPrefix.IndicatorAndItemReference.Serial\n") in r.stderr
-    assert ("line 3: items.0.epc_uri: Value error, a sgtin URI's company prefix and reference have 13 digits "
+    assert ("line 3: items.0.epc_uri: a sgtin URI's company prefix and reference have 13 digits "
             "together\n") in r.stderr
     assert counts(db) == (0, 0, 0)
 
