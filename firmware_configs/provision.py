@@ -15,7 +15,8 @@ from common.failures import naming
 from firmware_configs.broker_credentials import acl_problems, new_password, write_user
 from firmware_configs.profile import Gateway, validate_file
 
-Kind = Literal["dock", "truck"]
+Kind = Literal["dock", "truck", "fleet"]
+IMEI_DIGITS = 15  # a telematics id this long is a tracker's IMEI (Teltonika); others are JT/T 808 phone numbers
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,8 @@ class Request:
     site: str = ""
     doors: tuple[str, ...] = ()
     vehicle: str = ""
-    region: str = "EU"
+    region: str = "PRC"
+    terminals: tuple[tuple[str, str], ...] = ()  # fleet: (telematics id, vehicle) from the master data
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ def profile_data(req: Request) -> dict[str, object]:
                                  {"port": 2, "read_point": f"{req.site}/{door}", "side": "inner", "power_dbm": 27}]}
                    for door in req.doors]
         return {"gateway": gateway, "readers": readers}
+    if req.kind == "fleet":
+        return {"gateway": gateway, **fleet_endpoints(dict(req.terminals))}
     if not req.vehicle:
         raise ValueError("a truck gateway needs --vehicle")
     # Low power in the trailer: read the load, not the cargo on the dock beside the truck.
@@ -62,6 +66,17 @@ def profile_data(req: Request) -> dict[str, object]:
                          "region": req.region,
                          "antennas": [{"port": 1, "read_point": trailer, "power_dbm": 20},
                                       {"port": 2, "read_point": trailer, "power_dbm": 20}]}]}
+
+
+def fleet_endpoints(terminals: dict[str, str]) -> dict[str, object]:
+    """The endpoints a fleet's terminals report to: JT/T 808 for phone numbers, Teltonika for IMEIs."""
+    if not terminals:
+        raise ValueError("no vehicle has a telematics id: give them one first (cargotrace vehicles add ID "
+                         "--telematics-id NUMBER)")
+    jt808 = {t: v for t, v in terminals.items() if len(t) != IMEI_DIGITS}
+    teltonika = {t: v for t, v in terminals.items() if len(t) == IMEI_DIGITS}
+    return {**({"jt808": {"listen": "0.0.0.0:7611", "terminals": jt808}} if jt808 else {}),
+            **({"teltonika": {"listen": "0.0.0.0:5027", "devices": teltonika}} if teltonika else {})}
 
 
 def provision(req: Request, password_file: Path, acl_file: Path, profile_dir: Path) -> Provisioned:

@@ -73,10 +73,12 @@ def cmd_gateway_provision(args: argparse.Namespace) -> int:
 
     from firmware_configs.provision import Request, provision
 
+    database_url = None if args.no_register else _database_url_if_set()
+    if args.kind == "fleet" and not database_url:
+        raise Failure("a fleet gateway's terminals come from the master data: set CARGOTRACE_DATABASE_URL")
     req = Request(args.id, args.kind, args.broker, site=args.site or "",
                   doors=tuple(d for d in (args.doors or "").split(",") if d), vehicle=args.vehicle or "",
-                  region=args.region)
-    database_url = None if args.no_register else _database_url_if_set()
+                  region=args.region, terminals=_terminals(database_url) if args.kind == "fleet" else ())
     with ExitStack() as stack:
         if database_url:  # registered in one transaction with the rest: a refusal leaves nothing behind
             stack.enter_context(_registered(database_url, req))
@@ -101,6 +103,15 @@ def _database_url_if_set() -> str | None:
         return None
 
 
+def _terminals(database_url: str | None) -> tuple[tuple[str, str], ...]:
+    """(telematics id, vehicle) of every vehicle that has one: what a fleet gateway serves."""
+    import psycopg
+
+    with psycopg.connect(database_url or "") as conn:
+        return tuple(conn.execute("SELECT telematics_id, id FROM vehicles WHERE telematics_id IS NOT NULL "
+                                  "ORDER BY id").fetchall())
+
+
 @contextmanager
 def _registered(database_url: str, req: Any) -> Iterator[None]:
     """The gateway in the master data, committed only if what follows succeeds."""
@@ -109,8 +120,10 @@ def _registered(database_url: str, req: Any) -> Iterator[None]:
     from crm_link import master_data
     from crm_link.master_records import Gateway
 
-    record = (Gateway(kind="dock", site_id=req.site, read_points=[f"{req.site}/{door}" for door in req.doors])
-              if req.kind == "dock" else Gateway(kind="vehicle", vehicle_id=req.vehicle))
+    record = {"dock": lambda: Gateway(kind="dock", site_id=req.site,
+                                      read_points=[f"{req.site}/{door}" for door in req.doors]),
+              "truck": lambda: Gateway(kind="vehicle", vehicle_id=req.vehicle),
+              "fleet": lambda: Gateway(kind="fleet")}[req.kind]()
     with psycopg.connect(database_url) as conn:
         try:
             master_data.put(conn, "gateways", req.gateway_id, record)
@@ -335,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("provision", cmd_gateway_provision, "create a gateway's broker password and its profile in one step "
             "(again for an existing gateway: a new password, the profile kept)", gateway_sub)
     p.add_argument("id", help="gateway id [a-z0-9-]{1,64}, also its MQTT user name")
-    p.add_argument("--kind", choices=("dock", "truck"), default="dock")
+    p.add_argument("--kind", choices=("dock", "truck", "fleet"), default="dock",
+                   help="fleet: an endpoint for the telematics terminals of every vehicle in the master data")
     p.add_argument("--site", help="dock: the site id of its read points (e.g. wh-sh1)")
     p.add_argument("--doors", help="dock: comma-separated door ids, one reader each (e.g. door-03,door-04)")
     p.add_argument("--vehicle", help="truck: the fleet id (e.g. TRK-042)")

@@ -143,3 +143,27 @@ def test_provisioning_registers_the_gateway_in_the_master_data_or_refuses_before
     assert json.loads(cargotrace("gateways", "show", "dock-wh-x9").stdout) == {
         "id": "dock-wh-x9", "kind": "dock", "site_id": "wh-x9", "vehicle_id": None,
         "read_points": ["wh-x9/door-01", "wh-x9/door-02"]}
+
+
+def test_a_fleet_gateway_serves_the_terminals_the_master_data_gives_the_vehicles(tmp_path: Path, db_url: str) -> None:
+    env = {**os.environ, "CARGOTRACE_DATABASE_URL": db_url}
+
+    def cargotrace(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "launcher.cli", *args], env=env, capture_output=True, text=True,
+                              timeout=60)
+
+    where = ["--password-file", str(tmp_path / "passwd"), "--acl", str(ACL), "--profile-dir", str(tmp_path),
+             "--broker", "mqtt://127.0.0.1:1883"]
+    empty = cargotrace("gateway", "provision", "fleet-sh", "--kind", "fleet", *where)
+    assert empty.returncode == 1 and empty.stderr.splitlines() == [
+        "error: no vehicle has a telematics id: give them one first (cargotrace vehicles add ID --telematics-id "
+        "NUMBER)"]
+    for vehicle, telematics in (("TRK-042", "013912345678"), ("TRK-077", "356307042441013"), ("TRK-080", None)):
+        assert cargotrace("vehicles", "add", vehicle, *(("--telematics-id", telematics) if telematics else ())
+                          ).returncode == 0
+    done = cargotrace("gateway", "provision", "fleet-sh", "--kind", "fleet", *where)
+    assert done.returncode == 0, done.stderr
+    profile = load_profile(tmp_path / "fleet-sh.yaml")
+    assert profile.jt808 is not None and profile.jt808.terminals == {"013912345678": "TRK-042"}
+    assert profile.teltonika is not None and profile.teltonika.devices == {"356307042441013": "TRK-077"}
+    assert json.loads(cargotrace("gateways", "show", "fleet-sh").stdout)["kind"] == "fleet"
