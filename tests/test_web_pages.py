@@ -183,18 +183,20 @@ def test_the_console_lists_exceptions_and_acknowledges_one_live(
     sign_in(browser, world.keys["dispatcher"])
     text_of(browser, "live", "live")
     acme = world.exception_ids["acme"]
-    WebDriverWait(browser, WAIT_S).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#queue tr")) == 2)
+    WebDriverWait(browser, WAIT_S).until(
+        lambda b: len(b.find_elements(By.CSS_SELECTOR, "#queue tr[data-exception]")) == 2)
     assert {row.get_attribute("data-vehicle") for row in browser.find_elements(By.CSS_SELECTOR, "#vehicles tr")} == {
         "TRK-A", "TRK-G"}
     assert browser.execute_script("return document.querySelectorAll('path.leaflet-interactive').length") >= 4
     with_note(browser, f"acknowledge-{acme}", "driver called")
-    WebDriverWait(browser, WAIT_S).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#queue tr")) == 1)
+    WebDriverWait(browser, WAIT_S).until(
+        lambda b: len(b.find_elements(By.CSS_SELECTOR, "#queue tr[data-exception]")) == 1)
     with psycopg.connect(world.db_url) as conn:
         assert conn.execute("SELECT state, note FROM exceptions WHERE id = %s", (acme,)).fetchone() == (
             "acknowledged", "driver called")
         # another dispatcher resolves the other one: this console sees it go without a reload
         conn.execute("UPDATE exceptions SET state = 'resolved' WHERE id = %s", (world.exception_ids["globex"],))
-    WebDriverWait(browser, WAIT_S).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#queue tr")) == 0)
+    text_of(browser, "queue", "no open exceptions")
 
     truck = '#vehicles tr[data-vehicle="TRK-A"]'
     assert browser.find_element(By.CSS_SELECTOR, truck).get_attribute("data-fix") == "31.25,121.5"
@@ -210,12 +212,34 @@ def test_the_console_lists_exceptions_and_acknowledges_one_live(
     browser.save_screenshot(str(artifacts / "console.png"))
 
     Select(browser.find_element(By.ID, "state")).select_by_value("acknowledged")
-    WebDriverWait(browser, WAIT_S).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#queue tr")) == 1)
+    WebDriverWait(browser, WAIT_S).until(
+        lambda b: len(b.find_elements(By.CSS_SELECTOR, "#queue tr[data-exception]")) == 1)
     with_note(browser, f"resolve-{acme}", "arrived 40 min late, customer told")
-    WebDriverWait(browser, WAIT_S).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#queue tr")) == 0)
+    text_of(browser, "queue", "no acknowledged exceptions")
     with psycopg.connect(world.db_url) as conn:
         assert conn.execute("SELECT state, note FROM exceptions WHERE id = %s", (acme,)).fetchone() == (
             "resolved", "arrived 40 min late, customer told")
+    only_local_requests(browser, server)
+
+
+def test_the_console_takes_another_key_after_a_refused_one_and_keeps_a_finite_zoom_after_the_last_trip(
+        world: World, server: ApiServer, browser: webdriver.Chrome, artifacts: Path) -> None:
+    with psycopg.connect(world.db_url) as conn:  # every trip over; one truck left with a position
+        conn.execute("UPDATE demands SET status = 'delivered'")
+        conn.execute("DELETE FROM positions WHERE vehicle_id = 'TRK-G'")
+    browser.get(f"{server.url}/console")
+    sign_in(browser, "ct_00000000_not-a-key")
+    text_of(browser, "live", "not connected")
+    assert browser.find_element(By.ID, "error").text and browser.find_element(By.ID, "key-form").is_displayed()
+    browser.find_element(By.ID, "key").clear()
+    sign_in(browser, world.keys["dispatcher"])
+    text_of(browser, "live", "live")
+    assert browser.find_element(By.ID, "error").text == ""
+    WebDriverWait(browser, WAIT_S).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#vehicles tr"))
+    zoom = browser.execute_script("return map.getZoom()")
+    assert zoom is not None and 3 <= zoom <= 15  # was Infinity: one point fitted on a map without tiles
+    assert "TRK-A" in browser.find_element(By.CSS_SELECTOR, ".leaflet-tooltip").text  # the marker's label
+    browser.save_screenshot(str(artifacts / "console-after-trips.png"))
     only_local_requests(browser, server)
 
 

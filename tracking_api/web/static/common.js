@@ -8,12 +8,12 @@ const cargotrace = {
   askKey(onKey) {
     const form = document.getElementById("key-form");
     form.hidden = false;
-    form.addEventListener("submit", (e) => {
+    form.onsubmit = (e) => { // onsubmit, not a listener: asking again after a refused key must not call twice
       e.preventDefault();
       sessionStorage.setItem("cargotrace.key", document.getElementById("key").value.trim());
       form.hidden = true;
       onKey();
-    });
+    };
   },
 
   headers() {
@@ -113,7 +113,8 @@ const cargotrace = {
   // A map without tiles: the vectors (routes, geofences, trails, vehicles) are the content.
   map(element) {
     if (!window.L) return null; // the vendored Leaflet is missing (npm ci not run): pages work without the map
-    return L.map(element, { attributionControl: false }).setView([31.23, 121.47], 11);
+    // Bounded zoom: without tile layers Leaflet's maxZoom is Infinity, where fitting one point leaves it.
+    return L.map(element, { attributionControl: false, minZoom: 3, maxZoom: 18 }).setView([31.23, 121.47], 11);
   },
 
   lineOf(route) { // GeoJSON LineString [lon, lat] → Leaflet [lat, lon]

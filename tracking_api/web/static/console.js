@@ -32,6 +32,13 @@ function act(x, verb) {
 async function loadQueue() {
   const state = document.getElementById("state").value;
   const { exceptions } = await cargotrace.get(`/v1/exceptions?state=${state}&limit=200`);
+  if (!exceptions.length) {
+    const tr = document.createElement("tr");
+    tr.className = "empty";
+    cell(tr, `no ${state} exceptions`).colSpan = 7;
+    document.getElementById("queue").replaceChildren(tr);
+    return;
+  }
   document.getElementById("queue").replaceChildren(...exceptions.map((x) => {
     const tr = document.createElement("tr");
     tr.dataset.exception = x.id;
@@ -61,7 +68,8 @@ function place(vehicleId, p) {
   if (!map) return;
   let marker = markers.get(vehicleId);
   if (!marker) {
-    marker = L.circleMarker([p.lat, p.lon], { radius: 7, color: "#a31515" }).bindTooltip(vehicleId).addTo(map);
+    marker = L.circleMarker([p.lat, p.lon], { radius: 7, color: "#a31515" })
+      .bindTooltip(vehicleId, { permanent: true, direction: "right" }).addTo(map);
     markers.set(vehicleId, marker);
   }
   marker.setLatLng([p.lat, p.lon]);
@@ -93,17 +101,20 @@ async function loadVehicles() {
       extent.push(...route);
     }
   }
-  if (extent.length) map.fitBounds(L.latLngBounds(extent).pad(0.2));
+  if (extent.length) map.fitBounds(L.latLngBounds(extent).pad(0.2), { maxZoom: 15 }); // one point: a street's view
 }
 
 async function start() {
   try {
     await Promise.all([loadQueue(), loadVehicles()]);
-  } catch (error) {
+  } catch (error) { // a refused key: say so and ask again, the form stays usable
     cargotrace.text("error", String(error.message || error));
+    cargotrace.text("live", "not connected");
     sessionStorage.removeItem("cargotrace.key");
+    cargotrace.askKey(start);
     return;
   }
+  cargotrace.text("error", "");
   document.getElementById("state").addEventListener("change", loadQueue);
   cargotrace.stream("/v1/stream", (name, data) => {
     if (name === "position") place(data.vehicle_id, data);
