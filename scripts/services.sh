@@ -48,6 +48,8 @@ command -v gpsd >/dev/null && command -v gpspipe >/dev/null || apt_install gpsd 
 command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
 # Debian's Chromium and its driver run the web pages' browser tests (headless)
 command -v chromium >/dev/null && command -v chromedriver >/dev/null || apt_install chromium chromium-driver
+# a Chinese font, so that the pages' screenshots show Chinese, not boxes (a phone has its own)
+fc-list :lang=zh 2>/dev/null | grep -q . || apt_install fonts-wqy-microhei
 # openssl makes the throw-away certificates of the TLS tests
 command -v openssl >/dev/null || apt_install openssl
 # libfaketime shifts a gateway process's clock in the clock-fault drills

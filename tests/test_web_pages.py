@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ from common import epc
 from common.contract import GPS_SCHEMA, RFID_SCHEMA, batch, iso_ms, topic
 from common.settings import Settings
 from crm_link.correlate import consumer, process_pending
+from storage.vocabulary import CUSTOMER_VISIBLE_EXCEPTIONS, STATUSES
 from tests.api_world import World
 from tests.helpers import ApiServer
 from tests.test_ingest_worker import Publisher, gps_event, rfid_event, running, worker_settings
@@ -98,7 +100,7 @@ def test_the_tracking_page_follows_a_status_change_made_through_ingest(
         gateway_id: str) -> None:
     browser.get(f"{server.url}/track/SO-A1")
     sign_in(browser, world.keys["acme"])
-    text_of(browser, "progress", "0/1 pallets loaded")
+    text_of(browser, "progress", "0 of 1 pallets loaded")
     text_of(browser, "live", "live")
 
     def current_step() -> str:
@@ -131,9 +133,9 @@ def test_the_tracking_page_follows_a_status_change_made_through_ingest(
         read_at = datetime.now(UTC)
         through_ingest("rfid", RFID_SCHEMA, rfid_event(1, epc.encode(world.epc["acme"]), first_seen=iso_ms(read_at),
                                                        last_seen=iso_ms(read_at)), "tag_observations")
-        text_of(browser, "progress", "1/1 pallets loaded")  # no reload: the stream brought it
+        text_of(browser, "progress", "1 of 1 pallets loaded")  # no reload: the stream brought it
         assert current_step() == "loaded"
-        assert "loaded" in browser.find_element(By.ID, "timeline").text
+        assert "Loaded" in browser.find_element(By.ID, "timeline").text
         browser.save_screenshot(str(artifacts / "tracking-loaded.png"))
 
         # the truck leaves the warehouse: in transit, and from then on its fixes draw the trail live
@@ -152,6 +154,44 @@ def test_the_tracking_page_follows_a_status_change_made_through_ingest(
     only_local_requests(browser, server)
 
 
+def test_the_tracking_page_speaks_chinese_or_english_as_chosen_without_a_reload(
+        world: World, server: ApiServer, browser: webdriver.Chrome, artifacts: Path) -> None:
+    browser.get(f"{server.url}/track/SO-A1")
+    sign_in(browser, world.keys["acme"])  # the browser asks for English
+    text_of(browser, "word", "Awaiting pickup")
+    timeline = browser.find_element(By.ID, "timeline").text
+    assert "Order received" in timeline and "China Standard Time" in timeline
+    assert re.search(r"\b([01]\d|2[0-3]):[0-5]\d China Standard Time", timeline), timeline  # 24-hour clock
+    Select(browser.find_element(By.ID, "lang")).select_by_value("zh-CN")
+    text_of(browser, "word", "待揽收")
+    assert browser.execute_script("return document.documentElement.lang") == "zh-CN"
+    steps = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#steps li")]
+    assert steps == ["待揽收", "装车中", "已装车", "运输中", "已到达", "已签收"]
+    assert "北京时间" in browser.find_element(By.ID, "timeline").text
+    text_of(browser, "progress", "已装车 0/1 托")
+    assert browser.execute_script("return performance.getEntriesByType('navigation').length") == 1
+    browser.set_window_size(390, 844)  # a phone
+    browser.save_screenshot(str(artifacts / "tracking-zh-phone.png"))
+    browser.refresh()  # the choice is remembered
+    text_of(browser, "word", "待揽收")
+    Select(browser.find_element(By.ID, "lang")).select_by_value("en")
+    text_of(browser, "word", "Awaiting pickup")
+    browser.save_screenshot(str(artifacts / "tracking-en-phone.png"))
+    only_local_requests(browser, server)
+
+
+def test_the_pages_catalogue_has_every_key_in_both_languages() -> None:
+    catalogue = json.loads((WEB / "static" / "messages.json").read_text())
+    assert set(catalogue) == {"zh-CN", "en"}
+    assert set(catalogue["zh-CN"]) == set(catalogue["en"])
+    page = (WEB / "track.html").read_text() + (WEB / "static" / "track.js").read_text()
+    used = set(re.findall(r'data-i18n="([^"]+)"', page)) | set(re.findall(r'i18n\.t\("([^"]+)"', page))
+    templated = {f"{prefix}.{word}" for prefix, words in (
+        ("status", STATUSES), ("exception", (*CUSTOMER_VISIBLE_EXCEPTIONS, "open", "acknowledged", "resolved")),
+        ("live", ("connecting", "live", "reconnecting", "stopped"))) for word in words}
+    assert used | templated <= set(catalogue["en"]), (used | templated) - set(catalogue["en"])
+
+
 def test_the_api_documentation_opens_whole_on_a_closed_network(server: ApiServer, browser: webdriver.Chrome,
                                                                artifacts: Path) -> None:
     browser.get(f"{server.url}/docs")
@@ -168,7 +208,7 @@ def test_a_share_link_opens_the_page_without_a_key(world: World, server: ApiServ
     url = httpx.post(f"{server.url}/v1/shipments/SO-G1/share", headers=world.headers("globex")).json()["url"]
     browser.get(url)
     text_of(browser, "ref", "SO-G1")
-    text_of(browser, "progress", "0/1 pallets loaded")
+    text_of(browser, "progress", "0 of 1 pallets loaded")
     text_of(browser, "live", "live")  # the stream opened with the token alone
     assert not browser.find_element(By.ID, "key-form").is_displayed()
     assert browser.execute_script("return sessionStorage.length") == 0

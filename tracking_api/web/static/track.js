@@ -2,37 +2,43 @@
 // the token is the credential). Status steps, timeline, ETA, item progress and a small map, live.
 "use strict";
 
-const STEPS = [["pending", "Order received"], ["loading", "Loading"], ["loaded", "Loaded"],
-               ["in_transit", "In transit"], ["arrived", "At destination"], ["delivered", "Delivered"]];
+const STEPS = ["pending", "loading", "loaded", "in_transit", "arrived", "delivered"];
+const PROGRESS = { pending: "progress.loading", loading: "progress.loading", loaded: "progress.loading",
+                   in_transit: "progress.on_the_way", arrived: "progress.delivered", delivered: "progress.delivered" };
 const [, mode, id] = location.pathname.split("/");
 const base = mode === "s" ? `/v1/shared/${id}` : `/v1/shipments/${id}`;
 const map = cargotrace.map("map");
-let trail = null, vehicle = null, drawn = false, lastFix = -Infinity;
+let trail = null, vehicle = null, drawn = false, lastFix = -Infinity, shown = null, live = "connecting";
 
 function render(s) {
+  shown = s; // drawn again in the other language when the switch changes
   cargotrace.text("ref", s.external_ref);
-  cargotrace.text("word", s.status_word);
-  const reached = STEPS.findIndex(([name]) => name === s.status);
-  document.getElementById("steps").replaceChildren(...STEPS.map(([name, label], i) => {
+  cargotrace.text("word", i18n.t(`status.${s.status}`)); // the consignee's words, not the internal tag
+  const reached = STEPS.indexOf(s.status);
+  document.getElementById("steps").replaceChildren(...STEPS.map((name, i) => {
     const li = document.createElement("li");
-    li.textContent = label;
+    li.textContent = i18n.t(`status.${name}`);
     li.dataset.status = name;
     li.className = i < reached ? "done" : i === reached ? "current" : "";
     return li;
   }));
   const items = s.items;
-  cargotrace.text("progress", ["pending", "loading", "loaded"].includes(s.status)
-    ? `${items.loaded}/${items.total} pallets loaded` : `${items.delivered}/${items.total} pallets delivered`);
-  cargotrace.text("eta", cargotrace.time(s.eta));
-  cargotrace.text("window", cargotrace.time(s.delivery_to));
+  cargotrace.text("progress", i18n.t(PROGRESS[s.status] || "progress.loading", {
+    done: ["arrived", "delivered"].includes(s.status) ? items.delivered : items.loaded, total: items.total }));
+  document.getElementById("eta-line").hidden = s.status === "delivered" || !s.eta; // no stale ETA after delivery
+  cargotrace.text("eta", i18n.time(s.eta));
+  document.getElementById("window-line").hidden = !s.delivery_to;
+  cargotrace.text("window", i18n.time(s.delivery_to));
   document.getElementById("exceptions").replaceChildren(...s.exceptions.map((x) => {
     const li = document.createElement("li");
-    li.textContent = `Exception: ${x.type.replace("_", " ")} (${x.state})`;
+    li.textContent = `${i18n.t(`exception.${x.type}`)} (${i18n.t(`exception.${x.state}`)})`;
     return li;
   }));
-  document.getElementById("timeline").replaceChildren(...s.timeline.map((e) => {
+  const rows = [{ ts: s.created_at, word: i18n.t("timeline.received"), place: "" },
+                ...s.timeline.map((e) => ({ ts: e.ts, word: i18n.t(`status.${e.status}`), place: e.place || "" }))];
+  document.getElementById("timeline").replaceChildren(...rows.map((e) => {
     const tr = document.createElement("tr");
-    for (const value of [cargotrace.time(e.ts), e.status.replace("_", " "), e.place || ""]) {
+    for (const value of [i18n.time(e.ts), e.word, e.place]) {
       const td = document.createElement("td");
       td.textContent = value;
       tr.append(td);
@@ -76,7 +82,17 @@ async function start() {
     if (name === "status") render(data);
     else if (name === "position") move(data);
     else if (name === "exception") cargotrace.get(base).then(render);
-  }, (state) => cargotrace.text("live", state));
+  }, (state) => {
+    live = state.split(" ")[0];
+    cargotrace.text("live", i18n.t(`live.${live}`));
+  });
 }
 
-if (mode === "s" || cargotrace.key()) start(); else cargotrace.askKey(start);
+i18n.onChange = () => {
+  cargotrace.text("live", i18n.t(`live.${live}`));
+  if (shown) render(shown);
+};
+i18n.load().then(() => {
+  cargotrace.text("live", i18n.t("live.connecting"));
+  if (mode === "s" || cargotrace.key()) start(); else cargotrace.askKey(start);
+});
