@@ -28,7 +28,7 @@ from common import epc
 from common.contract import GPS_SCHEMA, RFID_SCHEMA, batch, iso_ms, topic
 from common.settings import Settings
 from crm_link.correlate import consumer, process_pending
-from storage.vocabulary import CUSTOMER_VISIBLE_EXCEPTIONS, STATUSES
+from storage.vocabulary import EXCEPTION_STATES, EXCEPTION_TYPES, STATUSES
 from tests.api_world import World
 from tests.helpers import ApiServer
 from tests.test_ingest_worker import Publisher, gps_event, rfid_event, running, worker_settings
@@ -184,11 +184,14 @@ def test_the_pages_catalogue_has_every_key_in_both_languages() -> None:
     catalogue = json.loads((WEB / "static" / "messages.json").read_text())
     assert set(catalogue) == {"zh-CN", "en"}
     assert set(catalogue["zh-CN"]) == set(catalogue["en"])
-    page = (WEB / "track.html").read_text() + (WEB / "static" / "track.js").read_text()
-    used = set(re.findall(r'data-i18n="([^"]+)"', page)) | set(re.findall(r'i18n\.t\("([^"]+)"', page))
+    pages = "".join((WEB / name).read_text() for name in ("track.html", "console.html", "static/track.js",
+                                                             "static/console.js"))
+    used = set(re.findall(r'data-i18n="([^"]+)"', pages)) | set(re.findall(r'i18n\.t\("([^"]+)"', pages))
+    assert len(used) > 20
     templated = {f"{prefix}.{word}" for prefix, words in (
-        ("status", STATUSES), ("exception", (*CUSTOMER_VISIBLE_EXCEPTIONS, "open", "acknowledged", "resolved")),
-        ("live", ("connecting", "live", "reconnecting", "stopped"))) for word in words}
+        ("status", STATUSES), ("exception", EXCEPTION_TYPES + EXCEPTION_STATES), ("state", EXCEPTION_STATES),
+        ("action", ("acknowledge", "resolve")), ("live", ("connecting", "live", "reconnecting", "stopped",
+                                                          "not_connected"))) for word in words}
     assert used | templated <= set(catalogue["en"]), (used | templated) - set(catalogue["en"])
 
 
@@ -280,6 +283,11 @@ def test_the_console_takes_another_key_after_a_refused_one_and_keeps_a_finite_zo
     assert zoom is not None and 3 <= zoom <= 15  # was Infinity: one point fitted on a map without tiles
     assert "TRK-A" in browser.find_element(By.CSS_SELECTOR, ".leaflet-tooltip").text  # the marker's label
     browser.save_screenshot(str(artifacts / "console-after-trips.png"))
+    Select(browser.find_element(By.ID, "lang")).select_by_value("zh-CN")  # the dispatcher's Chinese
+    text_of(browser, "live", "实时")
+    text_of(browser, "queue", "预计延误")
+    assert "北京时间" in browser.find_element(By.ID, "queue").text
+    browser.save_screenshot(str(artifacts / "console-zh.png"))
     only_local_requests(browser, server)
 
 

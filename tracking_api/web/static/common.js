@@ -122,6 +122,4 @@ const cargotrace = {
   },
 
   text(id, value) { document.getElementById(id).textContent = value; },
-
-  time(iso) { return iso ? new Date(iso).toLocaleString() : "—"; },
 };

@@ -4,7 +4,7 @@
 
 const map = cargotrace.map("map");
 const markers = new Map(); // vehicle id → circle marker
-let shapes = null;
+let shapes = null, live = "connecting";
 
 function cell(row, value) {
   const td = document.createElement("td");
@@ -15,10 +15,10 @@ function cell(row, value) {
 
 function act(x, verb) {
   const button = document.createElement("button");
-  button.textContent = verb;
+  button.textContent = i18n.t(`action.${verb}`);
   button.dataset.action = `${verb}-${x.id}`;
   button.addEventListener("click", async () => {
-    const note = window.prompt(`Note for ${verb} #${x.id}`, "") ?? undefined;
+    const note = window.prompt(i18n.t("note.prompt", { action: i18n.t(`action.${verb}`), id: x.id }), "") ?? undefined;
     try {
       await cargotrace.post(`/v1/exceptions/${x.id}/${verb}`, note ? { note } : {});
     } catch (error) {
@@ -35,7 +35,7 @@ async function loadQueue() {
   if (!exceptions.length) {
     const tr = document.createElement("tr");
     tr.className = "empty";
-    cell(tr, `no ${state} exceptions`).colSpan = 7;
+    cell(tr, i18n.t("queue.empty", { state: i18n.t(`state.${state}`) })).colSpan = 7;
     document.getElementById("queue").replaceChildren(tr);
     return;
   }
@@ -44,10 +44,10 @@ async function loadQueue() {
     tr.dataset.exception = x.id;
     tr.className = `state-${x.state}`;
     cell(tr, x.id);
-    cell(tr, x.type);
+    cell(tr, i18n.t(`exception.${x.type}`));
     cell(tr, x.external_ref ? `${x.customer_id} / ${x.external_ref}` : "");
     cell(tr, x.vehicle_id);
-    cell(tr, cargotrace.time(x.opened_at));
+    cell(tr, i18n.time(x.opened_at));
     const evidence = document.createElement("pre");
     evidence.textContent = JSON.stringify(x.evidence, null, 1) + (x.note ? `\nnote: ${x.note}` : "");
     cell(tr, evidence);
@@ -63,7 +63,7 @@ function place(vehicleId, p) {
   const row = document.querySelector(`#vehicles tr[data-vehicle="${CSS.escape(vehicleId)}"]`);
   if (row) {
     row.dataset.fix = `${p.lat},${p.lon}`;
-    row.lastChild.textContent = cargotrace.time(p.ts);
+    row.lastChild.textContent = i18n.time(p.ts);
   }
   if (!map) return;
   let marker = markers.get(vehicleId);
@@ -81,8 +81,8 @@ async function loadVehicles() {
     const tr = document.createElement("tr");
     tr.dataset.vehicle = v.id;
     cell(tr, v.id);
-    cell(tr, v.trips.map((t) => `${t.external_ref} (${t.status})`).join(", "));
-    cell(tr, "no fix");
+    cell(tr, v.trips.map((t) => `${t.external_ref} (${i18n.t(`status.${t.status}`)})`).join(", "));
+    cell(tr, i18n.t("no_fix"));
     return tr;
   }));
   for (const v of vehicles) place(v.id, v.last_position);
@@ -109,7 +109,8 @@ async function start() {
     await Promise.all([loadQueue(), loadVehicles()]);
   } catch (error) { // a refused key: say so and ask again, the form stays usable
     cargotrace.text("error", String(error.message || error));
-    cargotrace.text("live", "not connected");
+    live = "not_connected";
+    cargotrace.text("live", i18n.t("live.not_connected"));
     sessionStorage.removeItem("cargotrace.key");
     cargotrace.askKey(start);
     return;
@@ -120,7 +121,17 @@ async function start() {
     if (name === "position") place(data.vehicle_id, data);
     else if (name === "exception") loadQueue();
     else if (name === "status") loadVehicles();
-  }, (state) => cargotrace.text("live", state));
+  }, (state) => {
+    live = state.split(" ")[0];
+    cargotrace.text("live", i18n.t(`live.${live}`));
+  });
 }
 
-if (cargotrace.key()) start(); else cargotrace.askKey(start);
+i18n.onChange = () => { // the tables again in the other language; the map's labels are ids
+  cargotrace.text("live", i18n.t(`live.${live}`));
+  if (cargotrace.key() && live !== "not_connected") Promise.all([loadQueue(), loadVehicles()]).catch(() => {});
+};
+i18n.load().then(() => {
+  cargotrace.text("live", i18n.t("live.connecting"));
+  if (cargotrace.key()) start(); else cargotrace.askKey(start);
+});
