@@ -14,7 +14,7 @@ from pydantic_core import PydanticCustomError
 from common.failures import Failure
 from device_drivers.rfid import protocol, protocols
 from device_drivers.rfid.protocol import Inventory
-from firmware_configs.profile_checks import Problem, describe, file_problems, power_problems
+from firmware_configs.profile_checks import Problem, describe, file_problems, power_outside, power_problems
 
 # Per region: the UHF band the module hops in (MHz, for the error message and the docs) and the
 # highest conducted read power it may use (dBm). The M6e Nano and Micro top out at 27-30 dBm
@@ -121,13 +121,10 @@ class Reader(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> Reader:
-        band, limit = REGIONS[self.region]
         for antenna in self.antennas:
-            if not MIN_DBM <= antenna.power_dbm <= limit:
-                raise PydanticCustomError(READ_POWER, "antenna {port}: power {power} dBm outside {low}..{limit} dBm "
-                                          "allowed in region {region} ({band} MHz)",
-                                          {"port": antenna.port, "power": antenna.power_dbm, "low": MIN_DBM,
-                                           "limit": limit, "region": self.region, "band": band})
+            if problem := power_outside(antenna.power_dbm, self.region, REGIONS, MIN_DBM):
+                raise PydanticCustomError(READ_POWER, "antenna {port}: power {problem}",
+                                          {"port": antenna.port, "problem": problem})
         if len({a.port for a in self.antennas}) != len(self.antennas):
             raise ValueError("antenna ports must be unique")
         converses = protocol(self.protocol).converse is not None

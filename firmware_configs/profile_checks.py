@@ -32,20 +32,26 @@ def describe(error: dict[str, Any]) -> str:
     return pydantic_message(error)
 
 
+def power_outside(power: float, region: str, regions: dict[str, tuple[str, float]], min_dbm: float) -> str | None:
+    """The rule, for the model and for the per-antenna report alike: within min_dbm and the region's limit."""
+    band, limit = regions[region]
+    if min_dbm <= power <= limit:
+        return None
+    return f"{float(power)} dBm outside {min_dbm}..{limit} dBm allowed in region {region} ({band} MHz)"
+
+
 def power_problems(data: dict[str, Any], regions: dict[str, tuple[str, float]], min_dbm: float) -> Iterator[Problem]:
     """Every antenna whose read power is outside its reader's region, at the antenna's own field."""
     readers = data.get("readers")
     for r, reader in enumerate(readers if isinstance(readers, list) else []):
         if not isinstance(reader, dict) or reader.get("region", "EU") not in regions:
             continue
-        region = reader.get("region", "EU")
-        band, limit = regions[region]
         antennas = reader.get("antennas")
         for a, antenna in enumerate(antennas if isinstance(antennas, list) else []):
             power = antenna.get("power_dbm") if isinstance(antenna, dict) else None
-            if isinstance(power, int | float) and not isinstance(power, bool) and not min_dbm <= power <= limit:
-                yield (("readers", r, "antennas", a, "power_dbm"),
-                       f"{float(power)} dBm outside {min_dbm}..{limit} dBm allowed in region {region} ({band} MHz)")
+            if (isinstance(power, int | float) and not isinstance(power, bool)
+                    and (problem := power_outside(power, reader.get("region", "EU"), regions, min_dbm))):
+                yield ("readers", r, "antennas", a, "power_dbm"), problem
 
 
 def file_problems(data: dict[str, Any]) -> Iterator[Problem]:

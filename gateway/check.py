@@ -23,7 +23,7 @@ from typing import Any
 from common.contract import topic
 from device_drivers.types import Fix, TagRead
 from firmware_configs.profile import GatewayProfile, load_profile, validate_file
-from gateway.devices import GPS_DEVICE, device_readers
+from gateway.devices import GPS_DEVICE, DeviceReader, device_readers
 from gateway.publisher import client_for, state_message
 
 LOGIN_WAIT_S = 10.0
@@ -136,14 +136,13 @@ class _Warnings(logging.Handler):
     def __init__(self, say: Say) -> None:
         super().__init__(logging.WARNING)
         self.say = say
-        self.last: dict[str, str] = {}  # device → its latest warning
+        self.said: set[str] = set()
 
     def emit(self, record: logging.LogRecord) -> None:
-        device, _, text = record.getMessage().partition(": ")
-        text = text.split(" (retry in", 1)[0]
-        if self.last.get(device) != text:  # a device failing the same way again is said once
-            self.last[device] = text
-            self.say(f"  {device}: {text}")
+        text = record.getMessage().split(" (retry in", 1)[0]
+        if text not in self.said:  # a device failing the same way again is said once
+            self.said.add(text)
+            self.say(f"  {text}")
 
 
 def _devices(profile: GatewayProfile, seconds: float, verdict: Verdict, say: Say) -> None:
@@ -170,7 +169,7 @@ def _devices(profile: GatewayProfile, seconds: float, verdict: Verdict, say: Say
             device.join(5)
         device_log.removeHandler(warnings)
         device_log.propagate = True
-    _judge(profile, seen, {d.device: d.decoder for d in devices}, warnings.last, seconds, verdict)
+    _judge(profile, seen, {d.device: d for d in devices}, seconds, verdict)
 
 
 def _take(out: queue.Queue[tuple[str, Any]], seen: Seen, until: float) -> None:
@@ -208,12 +207,13 @@ def _line(profile: GatewayProfile, seen: Seen, before: Counter[tuple[str, int]])
     return " | ".join(parts)
 
 
-def _judge(profile: GatewayProfile, seen: Seen, decoders: dict[str, Any], last_warning: dict[str, str],
+def _judge(profile: GatewayProfile, seen: Seen, devices: dict[str, DeviceReader],
            seconds: float, verdict: Verdict) -> None:
     for name in [r.name for r in profile.readers] + ([GPS_DEVICE] if profile.gps else []):
-        bad = sum(getattr(decoders.get(name), "bad_frames", {}).values())
+        device = devices[name]
+        bad = sum(getattr(device.decoder, "bad_frames", {}).values())
         if name not in seen.opened:
-            verdict.problems.append(f"{name}: did not open: {last_warning.get(name, 'no answer')}")
+            verdict.problems.append(f"{name}: did not open: {device.last_error or 'no answer'}")
         elif bad:
             verdict.warnings.append(f"{name}: {bad} frame(s) it could not read: check the port's baud rate and "
                                     f"the protocol in the profile")

@@ -121,6 +121,7 @@ class DeviceReader(threading.Thread):
         self.make_decoder, self.out, self.stop_event, self.on_open = make_decoder, out, stop, on_open
         self.decoder: Any = None
         self.reopens = 0
+        self.last_error = ""  # why it last failed to open or was lost, for a check's verdict
 
     def run(self) -> None:
         backoff = 0.5
@@ -128,7 +129,8 @@ class DeviceReader(threading.Thread):
             try:
                 port = open_port(self.port, self.baud)
             except (serial.SerialException, OSError, ValueError) as exc:
-                log.warning("%s: cannot open %s: %s (retry in %.1f s)", self.device, self.port, _why(exc), backoff)
+                self.last_error = f"cannot open {self.port}: {_why(exc)}"
+                log.warning("%s: %s (retry in %.1f s)", self.device, self.last_error, backoff)
                 self.out.put((self.device, "down"))
                 self.stop_event.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
@@ -149,7 +151,8 @@ class DeviceReader(threading.Thread):
                     if talks and (said := self.decoder.outgoing()):
                         port.write(said)
             except (serial.SerialException, OSError, CommandRefused) as exc:
-                log.warning("%s: device lost: %s", self.device, exc)
+                self.last_error = f"device lost: {exc}"
+                log.warning("%s: %s", self.device, self.last_error)
                 self.reopens += 1
                 self.out.put((self.device, "down"))
                 # One that fails again soon after opening (a reader refusing the profile) is retried ever

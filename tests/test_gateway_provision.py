@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -121,16 +122,22 @@ def test_setting_a_user_changes_only_its_line(existing: list[tuple[str, str]], u
     assert lines == expected
 
 
-def test_provisioning_registers_the_gateway_in_the_master_data_or_refuses_before_writing(
-        tmp_path: Path, db_url: str) -> None:
+def _with_master_data(tmp_path: Path, db_url: str) -> tuple[Callable[..., subprocess.CompletedProcess[str]],
+                                                                list[str]]:
+    """The command line on the test database, and provisioning's files in tmp_path."""
     env = {**os.environ, "CARGOTRACE_DATABASE_URL": db_url}
 
     def cargotrace(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "launcher.cli", *args], env=env, capture_output=True, text=True,
                               timeout=60)
 
-    where = ["--password-file", str(tmp_path / "passwd"), "--acl", str(ACL), "--profile-dir", str(tmp_path),
-             "--broker", "mqtt://127.0.0.1:1883"]
+    return cargotrace, ["--password-file", str(tmp_path / "passwd"), "--acl", str(ACL), "--profile-dir",
+                        str(tmp_path), "--broker", "mqtt://127.0.0.1:1883"]
+
+
+def test_provisioning_registers_the_gateway_in_the_master_data_or_refuses_before_writing(
+        tmp_path: Path, db_url: str) -> None:
+    cargotrace, where = _with_master_data(tmp_path, db_url)
     refused = cargotrace("gateway", "provision", "dock-wh-x9", "--site", "wh-x9", "--doors", "door-01", *where)
     assert refused.returncode == 1 and refused.stderr.splitlines() == [
         "error: dock-wh-x9: the master data refuses it: site_id: unknown site 'wh-x9' (add the site, its doors or "
@@ -146,14 +153,7 @@ def test_provisioning_registers_the_gateway_in_the_master_data_or_refuses_before
 
 
 def test_a_fleet_gateway_serves_the_terminals_the_master_data_gives_the_vehicles(tmp_path: Path, db_url: str) -> None:
-    env = {**os.environ, "CARGOTRACE_DATABASE_URL": db_url}
-
-    def cargotrace(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "launcher.cli", *args], env=env, capture_output=True, text=True,
-                              timeout=60)
-
-    where = ["--password-file", str(tmp_path / "passwd"), "--acl", str(ACL), "--profile-dir", str(tmp_path),
-             "--broker", "mqtt://127.0.0.1:1883"]
+    cargotrace, where = _with_master_data(tmp_path, db_url)
     empty = cargotrace("gateway", "provision", "fleet-sh", "--kind", "fleet", *where)
     assert empty.returncode == 1 and empty.stderr.splitlines() == [
         "error: no vehicle has a telematics id: give them one first (cargotrace vehicles add ID --telematics-id "

@@ -231,13 +231,11 @@ class LlrpDecoder(StreamDecoder[TagRead]):
     def tag_reads(self, data: bytes, start: int = 0) -> list[TagRead]:
         """The TagReportData parameters of a report body; other parameters (survey data, custom) are skipped."""
         now = datetime.now(UTC)
-        reads = []
-        for kind, value, end in params(data, start):
-            if kind == TAG_REPORT_DATA:
-                reads.append(self._tag(data, value, end, now))
-        return reads
+        now_s = now.timestamp()  # once a report: the hot loop below runs once a tag
+        return [self._tag(data, value, end, now, now_s) for kind, value, end in params(data, start)
+                if kind == TAG_REPORT_DATA]
 
-    def _tag(self, data: bytes, pos: int, end: int, now: datetime) -> TagRead:
+    def _tag(self, data: bytes, pos: int, end: int, now: datetime, now_s: float) -> TagRead:
         epc = ""
         antenna = channel = 0
         rssi: float | None = None
@@ -272,7 +270,7 @@ class LlrpDecoder(StreamDecoder[TagRead]):
             raise LlrpError("a TagReportData without an EPC, or running past its length")
         read_at = now
         if seen_us is not None:
-            if abs(seen_us / 1e6 - now.timestamp()) <= CLOCK_TOLERANCE_S:
+            if abs(seen_us / 1e6 - now_s) <= CLOCK_TOLERANCE_S:
                 read_at = datetime.fromtimestamp(seen_us / 1e6, UTC)
             else:
                 self.clock_off += 1
