@@ -89,6 +89,34 @@ def test_another_customer_gets_404_or_nothing_never_the_shipment(api: Api, metho
         assert "acme" not in response.text
 
 
+def test_the_dispatcher_lists_every_customers_shipments_and_narrows_them_to_those_needing_attention(
+        api: Api) -> None:
+    assert api.call("PUT", "/v1/demands/GX-1", "crm", json={**DEMAND, "customer_id": "globex"}).status_code == 201
+    assert api.call("PUT", "/v1/demands/SO-3", "crm", json={
+        **DEMAND, "delivery_from": "2026-11-02T08:00:00Z", "delivery_to": "2026-11-02T10:00:00Z"}).status_code == 201
+    with psycopg.connect(api.db_url) as conn:
+        conn.execute("UPDATE demands SET status = 'in_transit', eta = '2026-11-02T11:00:00Z' "
+                     "WHERE external_ref = 'SO-3'")
+        conn.execute("INSERT INTO exceptions (type, demand_id, vehicle_id, opened_at, evidence) "
+                     "SELECT 'misload', id, 'TRK-042', now(), '{}' FROM demands WHERE external_ref = 'GX-1'")
+
+    def listed(query: str, key: str = "dispatcher") -> list[tuple[str, str]]:
+        response = api.call("GET", f"/v1/shipments{query}", key)
+        assert response.status_code == 200, response.text
+        return [(s["customer_id"], s["external_ref"]) for s in response.json()["shipments"]]
+
+    assert listed("") == [("acme", "SO-1"), ("globex", "GX-1"), ("acme", "SO-3")]
+    assert listed("?customer_id=globex") == [("globex", "GX-1")]
+    assert listed("?attention=late") == [("acme", "SO-3")]  # its ETA is past the window
+    assert listed("?attention=exception") == [("globex", "GX-1")]
+    assert listed("?status=in_transit") == [("acme", "SO-3")]
+    # a customer cannot widen its view: without or with another customer's id it sees only its own
+    assert listed("", "acme") == [("acme", "SO-1"), ("acme", "SO-3")]
+    assert listed("?customer_id=globex", "acme") == [("acme", "SO-1"), ("acme", "SO-3")]
+    assert listed("?attention=exception", "acme") == []
+    assert api.call("GET", "/v1/shipments?attention=soon", "dispatcher").status_code == 422
+
+
 @pytest.mark.parametrize(("method", "path", "key", "expected"), [
     ("GET", "/v1/shipments/SO-1", None, 401),
     ("GET", "/v1/vehicles/TRK-042/position", None, 401),

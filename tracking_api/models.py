@@ -76,6 +76,7 @@ class ShipmentException(Answer):
 
 
 class ShipmentSummary(Answer):
+    customer_id: str
     external_ref: str
     status: Status
     status_word: str = Field(description="the AfterShip tag shippers know (InfoReceived, InTransit, ...)")
@@ -92,7 +93,6 @@ class ShipmentPage(Answer):
 
 
 class Shipment(ShipmentSummary):
-    customer_id: str
     origin_site_id: str | None
     destination_site_id: str | None
     destination_lat: float | None

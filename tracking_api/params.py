@@ -11,8 +11,11 @@ Ref = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:
 Id = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 Token = Annotated[str, Path(min_length=10, max_length=512, pattern=r"^[A-Za-z0-9_.-]+$",
                             description="a share link's token")]
-CustomerId = Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$",
-                                         description="required for staff roles; customers always see their own")]
+_CUSTOMER = {"min_length": 1, "max_length": 64, "pattern": r"^[A-Za-z0-9._-]+$"}
+CustomerId = Annotated[str | None, Query(**_CUSTOMER, description="required for staff roles; customers always see "
+                                                                  "their own")]
+CustomerFilter = Annotated[str | None, Query(**_CUSTOMER, description="staff: one customer's, else every customer's; "
+                                                                      "customers always see their own")]
 MaxPoints = Annotated[int, Query(ge=2, le=5000, description="downsampled to at most this many fixes")]
 After = Annotated[int, Query(ge=0, le=2**62, description="cursor: next_after of the last page")]
 Limit = Annotated[int, Query(ge=1, le=500)]

@@ -45,16 +45,23 @@ def shipment(conn: psycopg.Connection, customer_id: str, external_ref: str) -> d
     return row
 
 
-def shipments(conn: psycopg.Connection, customer_id: str, status: str | None, since: datetime | None,
-              until: datetime | None, after: int, limit: int) -> list[dict]:
+def shipments(conn: psycopg.Connection, customer_id: str | None, status: str | None, since: datetime | None,
+              until: datetime | None, attention: str | None, after: int, limit: int) -> list[dict]:
+    """A page of shipments: of one customer, or of every customer (staff only: the caller's tenant scopes
+    it); `attention` keeps those late (an open `late` exception, or an ETA past the window) or with any
+    unresolved exception."""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
-            "SELECT id, external_ref, status, status_at, vehicle_id, delivery_to, eta FROM demands "
-            "WHERE customer_id = %(c)s AND (%(s)s::text IS NULL OR status = %(s)s) "
-            "AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s) "
-            "AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s) "
-            "AND id > %(after)s ORDER BY id LIMIT %(limit)s",
-            {"c": customer_id, "s": status, "since": since, "until": until, "after": after,
+            "SELECT d.id, d.customer_id, d.external_ref, d.status, d.status_at, d.vehicle_id, d.delivery_to, d.eta "
+            "FROM demands d WHERE (%(c)s::text IS NULL OR d.customer_id = %(c)s) "
+            "AND (%(s)s::text IS NULL OR d.status = %(s)s) "
+            "AND (%(since)s::timestamptz IS NULL OR d.created_at >= %(since)s) "
+            "AND (%(until)s::timestamptz IS NULL OR d.created_at < %(until)s) "
+            "AND (%(a)s::text IS NULL OR EXISTS (SELECT FROM exceptions x WHERE x.demand_id = d.id "
+            "     AND x.state <> 'resolved' AND (%(a)s = 'exception' OR x.type = 'late')) "
+            "     OR (%(a)s = 'late' AND d.status IN ('loaded', 'in_transit') AND d.eta > d.delivery_to)) "
+            "AND d.id > %(after)s ORDER BY d.id LIMIT %(limit)s",
+            {"c": customer_id, "s": status, "since": since, "until": until, "a": attention, "after": after,
              "limit": limit}).fetchall()
     for row in rows:
         row["status_word"], row["status_subtag"] = CUSTOMER_WORD[row["status"]], CUSTOMER_SUBTAG[row["status"]]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
@@ -15,7 +15,7 @@ from tracking_api.auth import owner, shipment_reader
 from tracking_api.deps import db, db_read
 from tracking_api.keys import Principal
 from tracking_api.models import Positions, ShareLink, Shipment, ShipmentPage
-from tracking_api.params import After, CustomerId, Limit, MaxPoints, Ref
+from tracking_api.params import After, CustomerFilter, CustomerId, Limit, MaxPoints, Ref
 from tracking_api.problems import found
 
 router = APIRouter(tags=["customer"])
@@ -25,9 +25,13 @@ router = APIRouter(tags=["customer"])
 def list_shipments(status: Annotated[str | None, Query(pattern="^(" + "|".join(STATUSES) + ")$")] = None,
                    since: Annotated[AwareDatetime | None, Query(description="created at or after")] = None,
                    until: Annotated[AwareDatetime | None, Query(description="created before")] = None,
-                   after: After = 0, limit: Limit = 100, customer_id: CustomerId = None,
+                   attention: Annotated[Literal["late", "exception"] | None, Query(
+                       description="only the late ones, or those with an unresolved exception")] = None,
+                   after: After = 0, limit: Limit = 100,
+                   customer_id: CustomerFilter = None,
                    who: Principal = Depends(shipment_reader), c: psycopg.Connection = Depends(db_read)) -> Any:
-    rows = queries.shipments(c, owner(who, customer_id), status, since, until, after, limit)
+    customer = owner(who, customer_id) if who.role == "customer" or customer_id else None
+    rows = queries.shipments(c, customer, status, since, until, attention, after, limit)
     cursor = rows[-1]["id"] if len(rows) == limit else None
     return {"shipments": [{k: v for k, v in row.items() if k != "id"} for row in rows], "next_after": cursor}
 
