@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as seen
@@ -262,6 +263,23 @@ def test_the_console_lists_exceptions_and_acknowledges_one_live(
     with psycopg.connect(world.db_url) as conn:
         assert conn.execute("SELECT state, note FROM exceptions WHERE id = %s", (acme,)).fetchone() == (
             "resolved", "arrived 40 min late, customer told")
+
+    def listed() -> list[str]:  # read in one go: the list is redrawn as events arrive
+        return browser.execute_script(
+            "return [...document.querySelectorAll('#shipments tr')].map((r) => r.dataset.shipment)")
+
+    WebDriverWait(browser, WAIT_S).until(lambda b: listed() == ["acme/SO-A1", "globex/SO-G1"])  # all customers
+    Select(browser.find_element(By.ID, "f-attention")).select_by_value("exception")  # none left unresolved
+    text_of(browser, "shipments", "no shipments match")
+    Select(browser.find_element(By.ID, "f-attention")).select_by_value("")
+    browser.find_element(By.ID, "f-customer").send_keys("globex\n")
+    WebDriverWait(browser, WAIT_S).until(lambda b: listed() == ["globex/SO-G1"])
+    # the shipment's own page, with the dispatcher's key (the list may be redrawn under the pointer)
+    WebDriverWait(browser, WAIT_S, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda b: b.find_element(By.LINK_TEXT, "SO-G1").click() or True)
+    text_of(browser, "ref", "SO-G1")
+    assert browser.current_url.endswith("/track/SO-G1?customer_id=globex")
+    assert browser.find_element(By.ID, "error").text == ""
     only_local_requests(browser, server)
 
 

@@ -1,5 +1,6 @@
-// The dispatcher console: live map of vehicles with planned routes and destination geofences,
-// the exception queue with evidence, acknowledge and resolve with a note; live over SSE.
+// The dispatcher console: the shipment list (filtered, each linking to its page), live map of
+// vehicles with planned routes and destination geofences, the exception queue with evidence,
+// acknowledge and resolve with a note; live over SSE.
 "use strict";
 
 const map = cargotrace.map("map");
@@ -29,14 +30,45 @@ function act(x, verb) {
   return button;
 }
 
+function emptyRow(text, columns) {
+  const tr = document.createElement("tr");
+  tr.className = "empty";
+  cell(tr, text).colSpan = columns;
+  return tr;
+}
+
+let shipmentsAsked = 0; // filters change faster than answers come: only the last question's answer is drawn
+
+async function loadShipments() {
+  const asked = ++shipmentsAsked;
+  const query = new URLSearchParams({ limit: "200" });
+  for (const [name, id] of [["status", "f-status"], ["customer_id", "f-customer"], ["attention", "f-attention"]]) {
+    const value = document.getElementById(id).value.trim();
+    if (value) query.set(name, value);
+  }
+  const { shipments } = await cargotrace.get(`/v1/shipments?${query}`);
+  if (asked !== shipmentsAsked) return;
+  document.getElementById("shipments").replaceChildren(...(shipments.length ? shipments.map((s) => {
+    const tr = document.createElement("tr");
+    tr.dataset.shipment = `${s.customer_id}/${s.external_ref}`;
+    const link = document.createElement("a");
+    link.href = `/track/${encodeURIComponent(s.external_ref)}?customer_id=${encodeURIComponent(s.customer_id)}`;
+    link.textContent = s.external_ref;
+    cell(tr, s.customer_id);
+    cell(tr, link);
+    cell(tr, i18n.t(`status.${s.status}`));
+    cell(tr, s.vehicle_id);
+    cell(tr, s.eta && !["arrived", "delivered"].includes(s.status) ? i18n.time(s.eta) : "");
+    cell(tr, s.delivery_to ? i18n.time(s.delivery_to) : "");
+    return tr;
+  }) : [emptyRow(i18n.t("shipments.empty"), 6)]));
+}
+
 async function loadQueue() {
   const state = document.getElementById("state").value;
   const { exceptions } = await cargotrace.get(`/v1/exceptions?state=${state}&limit=200`);
   if (!exceptions.length) {
-    const tr = document.createElement("tr");
-    tr.className = "empty";
-    cell(tr, i18n.t("queue.empty", { state: i18n.t(`state.${state}`) })).colSpan = 7;
-    document.getElementById("queue").replaceChildren(tr);
+    document.getElementById("queue").replaceChildren(emptyRow(i18n.t("queue.empty", { state: i18n.t(`state.${state}`) }), 7));
     return;
   }
   document.getElementById("queue").replaceChildren(...exceptions.map((x) => {
@@ -106,7 +138,7 @@ async function loadVehicles() {
 
 async function start() {
   try {
-    await Promise.all([loadQueue(), loadVehicles()]);
+    await Promise.all([loadShipments(), loadQueue(), loadVehicles()]);
   } catch (error) { // a refused key: say so and ask again, the form stays usable
     cargotrace.text("error", String(error.message || error));
     live = "not_connected";
@@ -117,10 +149,13 @@ async function start() {
   }
   cargotrace.text("error", "");
   document.getElementById("state").addEventListener("change", loadQueue);
+  const filter = document.getElementById("shipment-filter");
+  filter.addEventListener("change", loadShipments);
+  filter.addEventListener("submit", (e) => { e.preventDefault(); loadShipments(); });
   cargotrace.stream("/v1/stream", (name, data) => {
     if (name === "position") place(data.vehicle_id, data);
-    else if (name === "exception") loadQueue();
-    else if (name === "status") loadVehicles();
+    else if (name === "exception") { loadQueue(); loadShipments(); }
+    else if (name === "status") { loadVehicles(); loadShipments(); }
   }, (state) => {
     live = state.split(" ")[0];
     cargotrace.text("live", i18n.t(`live.${live}`));
@@ -129,7 +164,7 @@ async function start() {
 
 i18n.onChange = () => { // the tables again in the other language; the map's labels are ids
   cargotrace.text("live", i18n.t(`live.${live}`));
-  if (cargotrace.key() && live !== "not_connected") Promise.all([loadQueue(), loadVehicles()]).catch(() => {});
+  if (cargotrace.key() && live !== "not_connected") Promise.all([loadShipments(), loadQueue(), loadVehicles()]).catch(() => {});
 };
 i18n.load().then(() => {
   cargotrace.text("live", i18n.t("live.connecting"));

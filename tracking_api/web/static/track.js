@@ -6,7 +6,10 @@ const STEPS = ["pending", "loading", "loaded", "in_transit", "arrived", "deliver
 const PROGRESS = { pending: "progress.loading", loading: "progress.loading", loaded: "progress.loading",
                    in_transit: "progress.on_the_way", arrived: "progress.delivered", delivered: "progress.delivered" };
 const [, mode, id] = location.pathname.split("/");
+// staff open a customer's shipment from the console with ?customer_id=…; the API ignores it for customers
+const customer = new URLSearchParams(location.search).get("customer_id");
 const base = mode === "s" ? `/v1/shared/${id}` : `/v1/shipments/${id}`;
+const scoped = (path) => customer ? `${path}?customer_id=${encodeURIComponent(customer)}` : path;
 const map = cargotrace.map("map");
 let trail = null, vehicle = null, drawn = false, lastFix = -Infinity, shown = null, live = "connecting";
 
@@ -71,17 +74,17 @@ function move(p) {
 
 async function start() {
   try {
-    render(await cargotrace.get(base));
-    for (const p of (await cargotrace.get(`${base}/trail`)).positions) move(p);
+    render(await cargotrace.get(scoped(base)));
+    for (const p of (await cargotrace.get(scoped(`${base}/trail`))).positions) move(p);
   } catch (error) {
     cargotrace.text("error", String(error.message || error));
     if (mode !== "s") sessionStorage.removeItem("cargotrace.key");
     return;
   }
-  cargotrace.stream(`${base}/stream`, (name, data) => {
+  cargotrace.stream(scoped(`${base}/stream`), (name, data) => {
     if (name === "status") render(data);
     else if (name === "position") move(data);
-    else if (name === "exception") cargotrace.get(base).then(render);
+    else if (name === "exception") cargotrace.get(scoped(base)).then(render);
   }, (state) => {
     live = state.split(" ")[0];
     cargotrace.text("live", i18n.t(`live.${live}`));
