@@ -10,9 +10,11 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -41,21 +43,28 @@ BLOCKED = ("window.blockedByPolicy = [];"
            "document.addEventListener('securitypolicyviolation', (e) => window.blockedByPolicy.push(e.blockedURI));")
 
 
-@pytest.fixture
-def browser() -> Iterator[webdriver.Chrome]:
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert chromium and driver, "Debian's chromium and chromium-driver are needed (make test installs them)"
+@contextmanager
+def chromium(languages: str = "en-US,en") -> Iterator[webdriver.Chrome]:
+    chromium_binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium_binary and driver, "Debian's chromium and chromium-driver are needed (make test installs them)"
     assert LEAFLET.is_dir(), "run `npm ci --prefix tracking_api/web` (make test does)"
     options = webdriver.ChromeOptions()
-    options.binary_location = chromium
+    options.binary_location = chromium_binary
     # A closed network: every host but this one is unresolvable, as on a warehouse's own network
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--window-size=1280,900", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
         options.add_argument(flag)
+    options.add_experimental_option("prefs", {"intl.accept_languages": languages})  # navigator.languages
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # every request the browser sends
     with webdriver.Chrome(options=options, service=Service(driver)) as chrome:
         # requests the Content-Security-Policy stopped are never sent: the page records them itself
         chrome.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": BLOCKED})
+        yield chrome
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    with chromium() as chrome:
         yield chrome
 
 
@@ -179,6 +188,24 @@ def test_the_tracking_page_speaks_chinese_or_english_as_chosen_without_a_reload(
     text_of(browser, "word", "Awaiting pickup")
     browser.save_screenshot(str(artifacts / "tracking-en-phone.png"))
     only_local_requests(browser, server)
+
+
+def test_without_a_choice_or_a_browser_language_it_knows_the_page_speaks_the_customers_language_in_the_sites_zone(
+        world: World, server: ApiServer) -> None:
+    with psycopg.connect(world.db_url) as conn:
+        conn.execute("UPDATE customers SET language = 'en' WHERE id = 'acme'")
+        conn.execute("UPDATE sites SET time_zone = 'Asia/Urumqi' WHERE id = "
+                     "(SELECT destination_site_id FROM demands WHERE external_ref = 'SO-A1')")
+    with chromium("fr-FR,fr") as browser:  # a French browser: neither of the pages' languages
+        browser.get(f"{server.url}/track/SO-A1")
+        sign_in(browser, world.keys["acme"])
+        text_of(browser, "word", "Awaiting pickup")  # the customer's configured English
+        timeline = browser.find_element(By.ID, "timeline").text
+        assert "China Standard Time" not in timeline and "GMT+6" in timeline, timeline  # Ürümqi's time, named
+        with psycopg.connect(world.db_url) as conn:
+            created = conn.execute("SELECT created_at FROM demands WHERE external_ref = 'SO-A1'").fetchone()[0]
+        local = created.astimezone(ZoneInfo("Asia/Urumqi")).strftime("%H:%M")
+        assert f"{local} GMT+6" in timeline, (local, timeline)
 
 
 def test_the_pages_catalogue_has_every_key_in_both_languages() -> None:

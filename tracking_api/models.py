@@ -111,6 +111,11 @@ class Shipment(ShipmentSummary):
     timeline: list[TimelineEntry]
     exceptions: list[ShipmentException]
     last_position: Position | None = Field(description="the vehicle's last fix while it carries the shipment")
+    customer_language: Literal["zh-CN", "en"] | None = Field(
+        None, description="the customer's configured language: the pages' last choice after the user's and the "
+                          "browser's")
+    time_zone: str = Field("Asia/Shanghai", description="IANA zone the shipment's times are shown in: its "
+                                                        "destination site's, else its origin's")
 
 
 class ShareLink(Answer):

@@ -20,6 +20,8 @@ SELECT d.customer_id, d.external_ref, d.status, d.status_at, d.origin_site_id, d
        coalesce(d.destination_radius_m, s.radius_m) AS destination_radius_m,
        d.pickup_from, d.pickup_to, d.delivery_from, d.delivery_to, d.rush, d.service_level, d.vehicle_id,
        d.planned_route, d.eta, d.eta_computed_at, d.created_at, d.updated_at,
+       (SELECT language FROM customers WHERE id = d.customer_id) AS customer_language,
+       coalesce(s.time_zone, (SELECT time_zone FROM sites WHERE id = d.origin_site_id), 'Asia/Shanghai') AS time_zone,
        (SELECT json_build_object('total', count(*), 'loaded', count(loaded_at), 'delivered', count(delivered_at))
         FROM demand_items WHERE demand_id = d.id) AS items,
        (SELECT coalesce(json_agg(json_build_object('status', status, 'ts', ts, 'biz_step', biz_step, 'place', place,

@@ -1,17 +1,21 @@
 // The pages' words in Simplified Chinese and English, from messages.json: the user's choice (the
-// language switch, remembered), else the browser's languages, else Chinese. Times in 24-hour form in
-// the sites' time zone (Asia/Shanghai), the zone shown.
+// language switch, remembered), else the browser's languages, else the customer's configured language,
+// else Chinese. Times in 24-hour form in the site's time zone (Asia/Shanghai unless the site says
+// otherwise), the zone shown.
 "use strict";
 
 const i18n = {
   messages: null,
   lang: "zh-CN",
+  decided: false, // by the user's choice or the browser's languages, which the customer's setting does not override
   zone: "Asia/Shanghai",
   onChange: () => {},
 
   async load() {
     i18n.messages = await (await fetch("/static/messages.json")).json();
-    i18n.lang = localStorage.getItem("cargotrace.lang") || i18n.fromBrowser();
+    const decided = localStorage.getItem("cargotrace.lang") || i18n.fromBrowser();
+    i18n.decided = Boolean(decided);
+    i18n.lang = decided || "zh-CN";
     const select = document.getElementById("lang");
     if (select) select.addEventListener("change", () => i18n.choose(select.value));
     i18n.apply();
@@ -23,7 +27,17 @@ const i18n = {
       if (tag.startsWith("zh")) return "zh-CN";
       if (tag.startsWith("en")) return "en";
     }
-    return "zh-CN";
+    return null;
+  },
+
+  // What the shipment says: the customer's language (used when nothing else decided) and the zone.
+  settle({ language, zone }) {
+    const lang = !i18n.decided && i18n.messages[language] ? language : i18n.lang;
+    const changed = lang !== i18n.lang || (zone && zone !== i18n.zone);
+    i18n.lang = lang;
+    i18n.zone = zone || i18n.zone;
+    if (changed) i18n.apply();
+    return changed;
   },
 
   t(key, values = {}) {
@@ -34,6 +48,7 @@ const i18n = {
   choose(lang) {
     localStorage.setItem("cargotrace.lang", lang);
     i18n.lang = lang;
+    i18n.decided = true;
     i18n.apply();
     i18n.onChange();
   },
@@ -50,6 +65,9 @@ const i18n = {
     const format = new Intl.DateTimeFormat(i18n.lang === "en" ? "en-GB" : "zh-CN", {
       timeZone: i18n.zone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
       hourCycle: "h23" });
-    return `${format.format(new Date(iso))} ${i18n.t("zone")}`;
+    if (i18n.zone === "Asia/Shanghai") return `${format.format(new Date(iso))} ${i18n.t("zone")}`;
+    const zoneName = new Intl.DateTimeFormat(i18n.lang, { timeZone: i18n.zone, timeZoneName: "short" })
+      .formatToParts(new Date(iso)).find((part) => part.type === "timeZoneName").value;
+    return `${format.format(new Date(iso))} ${zoneName}`;
   },
 };

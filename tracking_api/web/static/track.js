@@ -15,6 +15,7 @@ let trail = null, vehicle = null, drawn = false, lastFix = -Infinity, shown = nu
 
 function render(s) {
   shown = s; // drawn again in the other language when the switch changes
+  i18n.settle({ language: s.customer_language, zone: s.time_zone });
   cargotrace.text("ref", s.external_ref);
   cargotrace.text("word", i18n.t(`status.${s.status}`)); // the consignee's words, not the internal tag
   const reached = STEPS.indexOf(s.status);
