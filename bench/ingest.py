@@ -60,15 +60,16 @@ def count(url: str, gateway: str) -> int:
         return conn.execute("SELECT count(*) FROM positions WHERE gateway_id = %s", (gateway,)).fetchone()[0]
 
 
-def floor_copy(url: str, n: int) -> float:
-    """(a): rows already parsed, only COPY + idempotent insert per batch of 2 000."""
-    name = topic("bench-a", "gps")
-    accepted = [Accepted(name, m, parse(name, m, 10**7, now=BASE)) for m in messages("bench-a", 1, n)]
+def floor_copy(url: str, n: int, batch_rows: int = 2000, gateway: str = "bench-a") -> float:
+    """(a): rows already parsed, only COPY + idempotent insert per batch (one commit each) of 2 000."""
+    name = topic(gateway, "gps")
+    accepted = [Accepted(name, m, parse(name, m, 10**7, now=BASE)) for m in messages(gateway, 1, n)]
+    per_batch = max(1, batch_rows // EVENTS_PER_MESSAGE)
     with psycopg.connect(url) as conn:
         writer = Writer(conn)
         start = time.perf_counter()
-        for i in range(0, len(accepted), 2000 // EVENTS_PER_MESSAGE):
-            writer.write(Batch(accepted=accepted[i:i + 2000 // EVENTS_PER_MESSAGE]))
+        for i in range(0, len(accepted), per_batch):
+            writer.write(Batch(accepted=accepted[i:i + per_batch]))
         return n / (time.perf_counter() - start)
 
 

@@ -81,6 +81,9 @@ def _database(exc: Any) -> str:
     why = first.rsplit("failed: ", 1)[-1].removeprefix("FATAL:").strip()
     pgconn = exc.pgconn  # the failed connection: its host and port, as the URL named them
     where = f"{pgconn.host.decode()}:{pgconn.port.decode()}" if pgconn is not None and pgconn.host else ""
+    if "read-only" in why:  # every host is a standby: the primary is gone and none is promoted yet
+        return unreachable("a primary database", where, why, "no host of CARGOTRACE_DATABASE_URL accepts writes: "
+                           "promote a standby (cargotrace db promote URL) once the old primary is down")
     return unreachable("the database", where, why, DATABASE_REMEDY)
 
 

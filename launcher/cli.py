@@ -227,6 +227,27 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_status(args: argparse.Namespace) -> int:
+    from storage.failover import hosts, state
+
+    states = [state(url) for url in hosts(args.url or _database_url())]
+    for s in states:
+        print(f"{s.host}: {s.role}, {s.detail}")
+    primaries = sum(s.role == "primary" for s in states)
+    if primaries != 1:
+        print(f"warning: {primaries} primaries among {len(states)} hosts: writers need exactly one "
+              "(promote a standby, or fence the old primary)", file=sys.stderr)
+    return 0 if primaries == 1 else 1
+
+
+def cmd_db_promote(args: argparse.Namespace) -> int:
+    from storage.failover import promote
+
+    print(promote(args.url, args.wait, args.keep_synchronous))
+    print("writers with a multi-host URL and target_session_attrs=read-write reconnect to it by themselves")
+    return 0
+
+
 def cmd_db_restore(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -398,6 +419,15 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database administration", description="database administration")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
     add("migrate", cmd_db_migrate, "apply pending schema migrations (idempotent)", db_sub)
+    p = add("status", cmd_db_status, "each host of the (multi-host) database URL: primary, standby or unreachable, "
+            "with the standbys' replication state; exit 1 unless exactly one primary", db_sub)
+    p.add_argument("--url", help="default: CARGOTRACE_DATABASE_URL")
+    p = add("promote", cmd_db_promote, "promote a standby to primary once the old primary is dead or fenced "
+            "(pg_promote), waiting until it accepts writes", db_sub)
+    p.add_argument("url", help="the standby's own URL (one host)")
+    p.add_argument("--wait", type=int, default=60, metavar="SECONDS", help="how long promotion may take (default 60)")
+    p.add_argument("--keep-synchronous", action="store_true",
+                   help="keep synchronous_standby_names: commits wait until a standby it names is attached")
     p = add("restore", cmd_db_restore, "restore a pg_dump (custom format) into an empty database, of this "
             "cluster or a new one: roles first, the correlator's cursors re-derived after", db_sub)
     p.add_argument("dump", help="the file of pg_dump --format=custom")
