@@ -14,7 +14,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 
+from common.settings import Settings
 from crm_link.correlate import consumer
 from storage.failover import hosts, state
 from storage.migrate import migrate
@@ -22,6 +24,8 @@ from tests.brokers import Mosquitto
 from tests.helpers import Processes, wait_for
 from tests.postgres_pair import Pair
 from tests.test_faults_ingest import Stream, counts
+from tracking_api.app import create_app
+from tracking_api.keys import create_key
 
 MESSAGES, EVENTS = 2000, 5  # 10 000 fixes from 4 gateways
 
@@ -74,12 +78,22 @@ def test_with_synchronous_replication_a_promoted_standby_has_every_acknowledged_
         tmp_path: Path, broker: Mosquitto) -> None:
     pair = Pair(synchronous=True)
     try:
-        sent = failover_mid_stream(tmp_path, broker, pair,
-                                   lambda n: counts(pair.standby.url)[1] >= n and correlated(pair.standby.url))
+        migrate(pair.primary.url)
+        with psycopg.connect(pair.primary.url) as conn:
+            key = create_key(conn, "dispatcher")
+        with TestClient(create_app(Settings(database_url=pair.url))) as api:  # the API reads and writes too
+            listed = api.get("/v1/shipments", headers={"Authorization": f"Bearer {key}"})
+            assert listed.status_code == 200, listed.text
+            sent = failover_mid_stream(tmp_path, broker, pair,
+                                       lambda n: counts(pair.standby.url)[1] >= n and correlated(pair.standby.url))
+            # its pooled connections to the dead primary are dropped, not handed to the first requests
+            after = [api.get("/v1/shipments", headers={"Authorization": f"Bearer {key}"}).status_code
+                     for _ in range(3)]
         stored, distinct, _ = counts(pair.standby.url)
         status = cargotrace("db", "status", url=pair.url)
     finally:
         pair.stop()
+    assert after == [200, 200, 200]
     assert (stored, distinct) == (sent, sent)  # nothing lost, nothing doubled
     # the old primary is gone, the standby now takes writes: exactly one primary
     assert status.returncode == 0, status.stderr
