@@ -38,10 +38,10 @@ $(WEB): tracking_api/web/package-lock.json
 
 test: $(DEV) services $(PGLITE) $(WEB)
 	$(BIN)/ruff check .
-	$(BIN)/pytest
+	CARGOTRACE_TEST_ARTIFACTS=$(CURDIR)/test-artifacts $(BIN)/pytest  # the pages' screenshots
 
 test-all: $(DEV) services $(PGLITE) $(WEB)
-	$(BIN)/pytest -m ''
+	CARGOTRACE_TEST_ARTIFACTS=$(CURDIR)/test-artifacts $(BIN)/pytest -m ''
 
 lint: $(DEV)
 	$(BIN)/ruff check .
