@@ -91,6 +91,12 @@ class ShipmentPage(Answer):
     next_after: int | None = Field(description="pass back as `after` for the next page; null on the last")
 
 
+class Place(Answer):
+    site_id: str | None
+    name: str | None
+    geofence: master_records.Circle | master_records.Polygon
+
+
 class Shipment(ShipmentSummary):
     customer_id: str
     origin_site_id: str | None
@@ -111,6 +117,10 @@ class Shipment(ShipmentSummary):
     timeline: list[TimelineEntry]
     exceptions: list[ShipmentException]
     last_position: Position | None = Field(description="the vehicle's last fix while it carries the shipment")
+    origin: Place | None = Field(None, description="where it is loaded: the origin site")
+    destination: Place | None = Field(None, description="where it goes: the destination site, or the demand's "
+                                                        "own point, with the geofence arrival is judged by")
+    vehicle_plate: str | None = Field(None, description="the licence plate of the vehicle carrying it")
 
 
 class ShareLink(Answer):
@@ -162,6 +172,7 @@ class Destination(Answer):
     lat: float | None
     lon: float | None
     radius_m: float | None
+    site_id: str | None = Field(None, description="the destination site, when it is one")
 
 
 class Trip(Answer):
