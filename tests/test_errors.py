@@ -156,6 +156,9 @@ def test_ingest_retrying_the_database_logs_where_and_why_on_one_line(tmp_path: P
      "integer"),
     (("crm", "run"), {"database_url": "postgresql://postgres@127.0.0.1/x", "crm_metrics_listen": "9102"},
      "CARGOTRACE_CRM_METRICS_LISTEN='9102' is invalid: string should match pattern '^[0-9a-zA-Z.:-]+:[0-9]{1,5}$'"),
+    (("api",), {"database_url": "postgresql://postgres@127.0.0.1/x", "map_tiles": "https://osm.example/{z}/{x}.png"},
+     "CARGOTRACE_MAP_TILES='https://osm.example/{z}/{x}.png' is invalid: a tile URL template needs {z}, {x} and "
+     "{y}: e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png"),
 ])
 def test_a_missing_or_invalid_setting_is_named(folder: Path, args: tuple[str, ...], settings: dict[str, str],
                                                line: str) -> None:

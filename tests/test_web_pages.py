@@ -1,16 +1,12 @@
-"""The web pages in headless Chromium (Debian's chromium + chromedriver, driven by Selenium): status
-changes and fixes made through real ingest show up without a reload, and the pages' stream reader
-parses any event stream however it is cut; screenshots are kept as test artifacts (in
-$CARGOTRACE_TEST_ARTIFACTS when set, else in the test's tmp_path)."""
+"""The web pages in headless Chromium (tests/browser.py): status changes and fixes made through real
+ingest show up without a reload, and the pages' stream reader parses any event stream however it is
+cut; screenshots are kept as test artifacts."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -22,7 +18,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as seen
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -33,61 +28,17 @@ from common.settings import Settings
 from crm_link.correlate import consumer, process_pending
 from storage.vocabulary import EXCEPTION_STATES, EXCEPTION_TYPES, STATUSES
 from tests.api_world import World
+from tests.browser import WAIT_S, chromium, sign_in, text_of
 from tests.helpers import ApiServer
 from tests.test_ingest_worker import Publisher, gps_event, rfid_event, running, worker_settings
 from tracking_api.app import create_app
-from tracking_api.pages import LEAFLET, WEB
-
-WAIT_S = 20
-BLOCKED = ("window.blockedByPolicy = [];"
-           "document.addEventListener('securitypolicyviolation', (e) => window.blockedByPolicy.push(e.blockedURI));")
-
-
-@contextmanager
-def chromium(languages: str = "en-US,en") -> Iterator[webdriver.Chrome]:
-    chromium_binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert chromium_binary and driver, "Debian's chromium and chromium-driver are needed (make test installs them)"
-    assert LEAFLET.is_dir(), "run `npm ci --prefix tracking_api/web` (make test does)"
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium_binary
-    # A closed network: every host but this one is unresolvable, as on a warehouse's own network
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1280,900", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
-        options.add_argument(flag)
-    options.add_experimental_option("prefs", {"intl.accept_languages": languages})  # navigator.languages
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # every request the browser sends
-    with webdriver.Chrome(options=options, service=Service(driver)) as chrome:
-        # requests the Content-Security-Policy stopped are never sent: the page records them itself
-        chrome.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": BLOCKED})
-        yield chrome
-
-
-@pytest.fixture
-def browser() -> Iterator[webdriver.Chrome]:
-    with chromium() as chrome:
-        yield chrome
-
-
-@pytest.fixture
-def artifacts(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
-    folder = Path(os.environ.get("CARGOTRACE_TEST_ARTIFACTS", tmp_path)) / request.node.name
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+from tracking_api.pages import WEB
 
 
 @pytest.fixture
 def server(world: World) -> Iterator[ApiServer]:
     with ApiServer(create_app(Settings(database_url=world.db_url))) as running_server:
         yield running_server
-
-
-def sign_in(browser: webdriver.Chrome, key: str) -> None:
-    WebDriverWait(browser, WAIT_S).until(seen.visibility_of_element_located((By.ID, "key"))).send_keys(key)
-    browser.find_element(By.CSS_SELECTOR, "#key-form button").click()
-
-
-def text_of(browser: webdriver.Chrome, element_id: str, expected: str) -> None:
-    WebDriverWait(browser, WAIT_S).until(seen.text_to_be_present_in_element((By.ID, element_id), expected))
 
 
 def with_note(browser: webdriver.Chrome, action: str, note: str) -> None:
@@ -180,7 +131,14 @@ def test_the_tracking_page_speaks_chinese_or_english_as_chosen_without_a_reload(
     assert "北京时间" in browser.find_element(By.ID, "timeline").text
     text_of(browser, "progress", "已装车 0/1 托")
     assert browser.execute_script("return performance.getEntriesByType('navigation').length") == 1
-    browser.set_window_size(390, 844)  # a phone
+    box = ("return ['word', 'progress', 'map', 'timeline']"
+           ".map((id) => document.getElementById(id).getBoundingClientRect())")
+    word, _, on_the_right, _ = browser.execute_script(box)
+    assert on_the_right["left"] > word["right"]  # a wide screen: the map beside the status
+    browser.save_screenshot(str(artifacts / "tracking-zh-desktop.png"))
+    browser.set_window_size(390, 844)  # a phone: status, ETA, the map, then the timeline, one under the other
+    tops = [b["top"] for b in browser.execute_script(box)]
+    assert tops == sorted(tops) and len(set(tops)) == 4, tops
     browser.save_screenshot(str(artifacts / "tracking-zh-phone.png"))
     browser.refresh()  # the choice is remembered
     text_of(browser, "word", "待揽收")
@@ -213,13 +171,14 @@ def test_the_pages_catalogue_has_every_key_in_both_languages() -> None:
     assert set(catalogue) == {"zh-CN", "en"}
     assert set(catalogue["zh-CN"]) == set(catalogue["en"])
     pages = "".join((WEB / name).read_text() for name in ("track.html", "console.html", "static/track.js",
-                                                             "static/console.js"))
+                                                             "static/console.js", "static/basemap.js"))
     used = set(re.findall(r'data-i18n="([^"]+)"', pages)) | set(re.findall(r'i18n\.t\("([^"]+)"', pages))
     assert len(used) > 20
     templated = {f"{prefix}.{word}" for prefix, words in (
         ("status", STATUSES), ("exception", EXCEPTION_TYPES + EXCEPTION_STATES), ("state", EXCEPTION_STATES),
         ("action", ("acknowledge", "resolve")), ("live", ("connecting", "live", "reconnecting", "stopped",
-                                                          "not_connected"))) for word in words}
+                                                          "not_connected")),
+        ("legend", ("vehicle", "trail", "route", "origin", "destination", "geofence"))) for word in words}
     assert used | templated <= set(catalogue["en"]), (used | templated) - set(catalogue["en"])
 
 
@@ -326,7 +285,7 @@ def test_the_console_takes_another_key_after_a_refused_one_and_keeps_a_finite_zo
     WebDriverWait(browser, WAIT_S).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#vehicles tr"))
     zoom = browser.execute_script("return map.getZoom()")
     assert zoom is not None and 3 <= zoom <= 15  # was Infinity: one point fitted on a map without tiles
-    assert "TRK-A" in browser.find_element(By.CSS_SELECTOR, ".leaflet-tooltip").text  # the marker's label
+    assert "TRK-A" in browser.find_element(By.CSS_SELECTOR, ".leaflet-tooltip.label-vehicle").text  # its label
     browser.save_screenshot(str(artifacts / "console-after-trips.png"))
     Select(browser.find_element(By.ID, "lang")).select_by_value("zh-CN")  # the dispatcher's Chinese
     text_of(browser, "live", "实时")

@@ -92,6 +92,12 @@ class ShipmentPage(Answer):
     next_after: int | None = Field(description="pass back as `after` for the next page; null on the last")
 
 
+class Place(Answer):
+    site_id: str | None
+    name: str | None
+    geofence: master_records.Circle | master_records.Polygon
+
+
 class Shipment(ShipmentSummary):
     origin_site_id: str | None
     destination_site_id: str | None
@@ -116,6 +122,10 @@ class Shipment(ShipmentSummary):
                           "browser's")
     time_zone: str = Field("Asia/Shanghai", description="IANA zone the shipment's times are shown in: its "
                                                         "destination site's, else its origin's")
+    origin: Place | None = Field(None, description="where it is loaded: the origin site")
+    destination: Place | None = Field(None, description="where it goes: the destination site, or the demand's "
+                                                        "own point, with the geofence arrival is judged by")
+    vehicle_plate: str | None = Field(None, description="the licence plate of the vehicle carrying it")
 
 
 class ShareLink(Answer):
@@ -167,6 +177,7 @@ class Destination(Answer):
     lat: float | None
     lon: float | None
     radius_m: float | None
+    site_id: str | None = Field(None, description="the destination site, when it is one")
 
 
 class Trip(Answer):

@@ -10,6 +10,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from crm_link import master_data
+from crm_link.correlate import DEFAULT_RADIUS_M
 from crm_link.status import CUSTOMER_SUBTAG, CUSTOMER_WORD
 
 # One round trip: the shipment with its item progress, timeline, customer-visible open exceptions and,
@@ -33,7 +34,19 @@ SELECT d.customer_id, d.external_ref, d.status, d.status_at, d.origin_site_id, d
        CASE WHEN d.status IN ('in_transit', 'arrived') THEN
            (SELECT row_to_json(p) FROM (SELECT ts, lat, lon, speed_kmh, course_deg FROM positions
                                         WHERE vehicle_id = d.vehicle_id ORDER BY ts DESC LIMIT 1) p)
-       END AS last_position
+       END AS last_position,
+       -- for the map: the two places of this shipment (never another site) and the plate of its truck
+       (SELECT json_build_object('site_id', o.id, 'name', o.name, 'geofence', coalesce(
+                   o.geofence_polygon::json, json_build_object('lat', o.lat, 'lon', o.lon, 'radius_m', o.radius_m)))
+        FROM sites o WHERE o.id = d.origin_site_id AND (o.lat IS NOT NULL OR o.geofence_polygon IS NOT NULL)) AS origin,
+       CASE WHEN coalesce(d.destination_lat, s.lat) IS NOT NULL THEN json_build_object(
+           'site_id', s.id, 'name', s.name, 'geofence', CASE  -- the geofence arrival is judged by (correlate.py)
+               WHEN d.destination_lat IS NULL AND s.geofence_polygon IS NOT NULL THEN s.geofence_polygon::json
+               ELSE json_build_object('lat', coalesce(d.destination_lat, s.lat),
+                                      'lon', coalesce(d.destination_lon, s.lon),
+                                      'radius_m', coalesce(d.destination_radius_m, s.radius_m, %(radius)s)) END)
+       END AS destination,
+       (SELECT nullif(plate, '') FROM vehicles WHERE id = d.vehicle_id) AS vehicle_plate
 FROM demands d LEFT JOIN sites s ON s.id = d.destination_site_id
 WHERE d.customer_id = %(customer)s AND d.external_ref = %(ref)s
 """
@@ -41,7 +54,8 @@ WHERE d.customer_id = %(customer)s AND d.external_ref = %(ref)s
 
 def shipment(conn: psycopg.Connection, customer_id: str, external_ref: str) -> dict[str, Any] | None:
     with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(_SHIPMENT, {"customer": customer_id, "ref": external_ref}).fetchone()
+        row = cur.execute(_SHIPMENT, {"customer": customer_id, "ref": external_ref,
+                                      "radius": DEFAULT_RADIUS_M}).fetchone()
     if row is not None:
         row["status_word"], row["status_subtag"] = CUSTOMER_WORD[row["status"]], CUSTOMER_SUBTAG[row["status"]]
     return row
@@ -151,13 +165,13 @@ def vehicles(conn: psycopg.Connection, after: str = "", limit: int = 500) -> lis
         trips = cur.execute(
             "SELECT d.vehicle_id, d.external_ref, d.customer_id, d.status, d.planned_route, d.eta, "
             "coalesce(d.destination_lat, s.lat) AS lat, coalesce(d.destination_lon, s.lon) AS lon, "
-            "coalesce(d.destination_radius_m, s.radius_m) AS radius_m "
+            "coalesce(d.destination_radius_m, s.radius_m) AS radius_m, d.destination_site_id AS site_id "
             "FROM demands d LEFT JOIN sites s ON s.id = d.destination_site_id "
             "WHERE d.vehicle_id = ANY(%s) AND d.status <> 'delivered' ORDER BY d.id",
             ([r["id"] for r in rows],)).fetchall()
     by_vehicle: dict[str, list[dict]] = {}
     for t in trips:
-        destination = {k: t.pop(k) for k in ("lat", "lon", "radius_m")}
+        destination = {k: t.pop(k) for k in ("lat", "lon", "radius_m", "site_id")}
         by_vehicle.setdefault(t.pop("vehicle_id"), []).append({**t, "destination": destination})
     for row in rows:
         row["last_position"] = last_position(conn, row["id"])

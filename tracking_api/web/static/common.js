@@ -1,5 +1,5 @@
-// Shared by the pages: the API key, JSON calls, a fetch()-based Server-Sent Events reader
-// (EventSource cannot send an Authorization header) and the blank map.
+// Shared by the pages: the API key, JSON calls and a fetch()-based Server-Sent Events reader
+// (EventSource cannot send an Authorization header). The map is basemap.js's.
 "use strict";
 
 const cargotrace = {
@@ -108,17 +108,6 @@ const cargotrace = {
       onState("reconnecting");
       await new Promise((resolve) => setTimeout(resolve, delay));
     }
-  },
-
-  // A map without tiles: the vectors (routes, geofences, trails, vehicles) are the content.
-  map(element) {
-    if (!window.L) return null; // the vendored Leaflet is missing (npm ci not run): pages work without the map
-    // Bounded zoom: without tile layers Leaflet's maxZoom is Infinity, where fitting one point leaves it.
-    return L.map(element, { attributionControl: false, minZoom: 3, maxZoom: 18 }).setView([31.23, 121.47], 11);
-  },
-
-  lineOf(route) { // GeoJSON LineString [lon, lat] → Leaflet [lat, lon]
-    return route && route.coordinates ? route.coordinates.map(([lon, lat]) => [lat, lon]) : [];
   },
 
   text(id, value) { document.getElementById(id).textContent = value; },

@@ -3,9 +3,9 @@
 // acknowledge and resolve with a note; live over SSE.
 "use strict";
 
-const map = cargotrace.map("map");
+const map = basemap.create("map", ["vehicle", "route", "destination", "geofence"]);
 const markers = new Map(); // vehicle id → circle marker
-let shapes = null, live = "connecting";
+let shapes = null, sites = null, live = "connecting";
 
 function cell(row, value) {
   const td = document.createElement("td");
@@ -90,7 +90,7 @@ async function loadQueue() {
   }));
 }
 
-function place(vehicleId, p) {
+function place(vehicleId, p, plate) {
   if (!p) return;
   const row = document.querySelector(`#vehicles tr[data-vehicle="${CSS.escape(vehicleId)}"]`);
   if (row) {
@@ -100,11 +100,22 @@ function place(vehicleId, p) {
   if (!map) return;
   let marker = markers.get(vehicleId);
   if (!marker) {
-    marker = L.circleMarker([p.lat, p.lon], { radius: 7, color: "#a31515" })
-      .bindTooltip(vehicleId, { permanent: true, direction: "right" }).addTo(map);
+    const label = plate ? `${vehicleId} ${plate}` : vehicleId;
+    marker = basemap.mark("vehicle", basemap.at(p.lat, p.lon), label).addTo(map);
     markers.set(vehicleId, marker);
   }
-  marker.setLatLng([p.lat, p.lon]);
+  marker.setLatLng(basemap.at(p.lat, p.lon));
+}
+
+async function loadSites() { // every site's geofence with its name, once: sites seldom change
+  if (!map || sites) return;
+  const all = [];
+  for (let after = ""; after !== null;) {
+    const page = await cargotrace.get(`/v1/sites?limit=500&after=${encodeURIComponent(after)}`);
+    all.push(...page.sites);
+    after = page.next_after;
+  }
+  sites = L.layerGroup(all.map((site) => basemap.geofence(site.geofence, site.name))).addTo(map);
 }
 
 async function loadVehicles() {
@@ -117,28 +128,39 @@ async function loadVehicles() {
     cell(tr, i18n.t("no_fix"));
     return tr;
   }));
-  for (const v of vehicles) place(v.id, v.last_position);
+  for (const v of vehicles) place(v.id, v.last_position, v.plate);
   if (!map) return;
   if (shapes) shapes.remove();
   shapes = L.layerGroup().addTo(map);
   const extent = [];
   for (const v of vehicles) {
-    if (v.last_position) extent.push([v.last_position.lat, v.last_position.lon]);
+    if (v.last_position) extent.push(basemap.at(v.last_position.lat, v.last_position.lon));
     for (const t of v.trips) {
-      const route = cargotrace.lineOf(t.planned_route);
-      if (route.length) L.polyline(route, { color: "#7a8896", dashArray: "6 6" }).addTo(shapes);
-      if (t.destination.lat != null) {
-        L.circle([t.destination.lat, t.destination.lon], { radius: t.destination.radius_m || 300 }).addTo(shapes);
+      const route = basemap.line(t.planned_route);
+      if (route.length) basemap.path("route", route).addTo(shapes);
+      const { lat, lon, radius_m: radius, site_id: site } = t.destination;
+      if (lat != null) {
+        basemap.mark("destination", basemap.at(lat, lon)).addTo(shapes);
+        if (!site) basemap.geofence({ lat, lon, radius_m: radius || 300 }).addTo(shapes); // a site's is drawn
       }
       extent.push(...route);
     }
   }
-  if (extent.length) map.fitBounds(L.latLngBounds(extent).pad(0.2), { maxZoom: 15 }); // one point: a street's view
+  // one point: a street's view; nothing (briefly, between trips): the view stays as it was
+  if (extent.length) map.fitBounds(L.latLngBounds(extent).pad(0.2), { maxZoom: 15 });
+}
+
+if (map) { // a point picked on the map, in WGS-84 whatever the tiles' datum: for geofences and support calls
+  map.on("click", (e) => {
+    const [lat, lon] = basemap.toWgs(e.latlng.lat, e.latlng.lng);
+    L.popup().setLatLng(e.latlng).setContent(i18n.t("map.point", { lat: lat.toFixed(6), lon: lon.toFixed(6) }))
+      .openOn(map);
+  });
 }
 
 async function start() {
   try {
-    await Promise.all([loadShipments(), loadQueue(), loadVehicles()]);
+    await Promise.all([loadShipments(), loadQueue(), loadVehicles(), loadSites()]);
   } catch (error) { // a refused key: say so and ask again, the form stays usable
     cargotrace.text("error", String(error.message || error));
     live = "not_connected";

@@ -10,8 +10,9 @@ const [, mode, id] = location.pathname.split("/");
 const customer = new URLSearchParams(location.search).get("customer_id");
 const base = mode === "s" ? `/v1/shared/${id}` : `/v1/shipments/${id}`;
 const scoped = (path) => customer ? `${path}?customer_id=${encodeURIComponent(customer)}` : path;
-const map = cargotrace.map("map");
-let trail = null, vehicle = null, drawn = false, lastFix = -Infinity, shown = null, live = "connecting";
+const map = basemap.create("map", ["vehicle", "trail", "route", "origin", "destination", "geofence"]);
+let trail = null, vehicle = null, drawn = false, fitted = false, lastFix = -Infinity, shown = null,
+    live = "connecting";
 
 function render(s) {
   shown = s; // drawn again in the other language when the switch changes
@@ -49,18 +50,26 @@ function render(s) {
     }
     return tr;
   }));
-  if (map && !drawn) {
-    drawn = true;
-    const route = cargotrace.lineOf(s.planned_route);
-    if (route.length) L.polyline(route, { color: "#7a8896", dashArray: "6 6" }).addTo(map);
-    if (s.destination_lat != null) {
-      L.circle([s.destination_lat, s.destination_lon], { radius: s.destination_radius_m || 300 }).addTo(map);
-    }
-    trail = L.polyline([], { color: "#1d5b2c", weight: 4 }).addTo(map);
-    const extent = route.length ? route : s.destination_lat != null ? [[s.destination_lat, s.destination_lon]] : [];
-    if (extent.length) map.fitBounds(L.latLngBounds(extent).pad(0.2));
-  }
+  if (map && !drawn) draw(s);
   if (s.last_position) move(s.last_position);
+}
+
+function draw(s) { // once: the planned route, the two places with their names, the trail to come
+  drawn = true;
+  const route = basemap.line(s.planned_route);
+  if (route.length) basemap.path("route", route).addTo(map);
+  const extent = [...route];
+  for (const kind of ["origin", "destination"]) {
+    if (!s[kind]) continue;
+    const area = basemap.geofence(s[kind].geofence, s[kind].name).addTo(map);
+    basemap.mark(kind, basemap.centre(area)).addTo(map);
+    extent.push(area.getBounds().getSouthWest(), area.getBounds().getNorthEast());
+  }
+  trail = basemap.path("trail", []).addTo(map);
+  if (extent.length) {
+    map.fitBounds(L.latLngBounds(extent).pad(0.2), { maxZoom: 16 });
+    fitted = true;
+  } // else the view stays until there is something to show
 }
 
 function move(p) {
@@ -68,9 +77,16 @@ function move(p) {
   const at = Date.parse(p.ts);
   if (!map || at <= lastFix) return;
   lastFix = at;
-  trail.addLatLng([p.lat, p.lon]);
-  if (!vehicle) vehicle = L.circleMarker([p.lat, p.lon], { radius: 7, color: "#a31515" }).addTo(map);
-  vehicle.setLatLng([p.lat, p.lon]);
+  const position = basemap.at(p.lat, p.lon);
+  trail.addLatLng(position);
+  if (!vehicle) {
+    vehicle = basemap.mark("vehicle", position, shown.vehicle_plate || shown.vehicle_id).addTo(map);
+  }
+  vehicle.setLatLng(position);
+  if (!fitted) {
+    map.setView(position, 14);
+    fitted = true;
+  }
 }
 
 async function start() {
