@@ -34,7 +34,6 @@ def message(notice: Notice, to: str, sender: str, message_id: str, language: str
     mail = EmailMessage()
     mail["Subject"], mail["From"], mail["To"] = notice.title, sender, to
     mail["Message-ID"] = f"<{message_id}@cargotrace>"
-    mail["Content-Language"] = language
     plain = [notice.title, "", *notice.lines]
     html = [f"<h3>{escape(notice.title)}</h3>", *(f"<p>{escape(line)}</p>" for line in notice.lines)]
     if notice.link:
@@ -42,6 +41,7 @@ def message(notice: Notice, to: str, sender: str, message_id: str, language: str
         html.append(f'<p><a href="{escape(notice.link)}">{escape(notice.link_text)}</a></p>')
     mail.set_content("\n".join(plain) + "\n")
     mail.add_alternative(f'<html lang="{language}"><body>{"".join(html)}</body></html>', subtype="html")
+    mail["Content-Language"] = language  # after the parts: setting content clears the content headers
     return mail
 
 

@@ -70,15 +70,26 @@ class Due:
 def vet_robot_url(channel: str, url: str, settings: Settings) -> None:
     """A robot's URL: https on its vendor's hosts (crm_link/robots.py HOSTS), unless the settings allow
     any host; and, like every URL sent to, no non-public address (webhooks.check_url)."""
-    check_url(url, settings)
     host = (httpx.URL(url).host or "").lower()
     if not settings.notify_any_host and (not url.startswith("https://") or host not in robots.HOSTS[channel]):
         raise UnsafeURL(f"a {channel} robot's URL is https://{' or https://'.join(robots.HOSTS[channel])}/…")
+    check_url(url, settings)
+
+
+class WithoutRequestLines(logging.Filter):
+    """httpx logs each request's URL at INFO; a robot's URL carries its key or token, so those lines go."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("HTTP Request:")
+
+
+REQUEST_LINES = WithoutRequestLines()
 
 
 class Sender:
     def __init__(self, settings: Settings, delays: tuple[float, ...] = RETRY_DELAYS_S) -> None:
         self.settings, self.delays = settings, delays
+        logging.getLogger("httpx").addFilter(REQUEST_LINES)  # the same filter once, however many senders
         # Redirects are not followed: one could lead to an address check_url would refuse.
         self.client = httpx.Client(timeout=settings.webhook_timeout_s, follow_redirects=False)
 

@@ -52,8 +52,8 @@ def _address(body: NewSubscription, settings: Settings) -> None:
             raise Refusal(422, "problem.email_required")
         try:
             mail.address(body.email)
-        except ValueError as exc:
-            raise Refusal(422, "problem.email_invalid", reason=str(exc)) from None
+        except ValueError:
+            raise Refusal(422, "problem.email_invalid") from None
         return
     if body.url is None:
         raise Refusal(422, "problem.url_required")
