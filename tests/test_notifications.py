@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from common.settings import Settings
 from crm_link import mail, notices, outbox, robots
+from crm_link.webhooks import UnsafeURL
 from tests.api_world import World
 from tests.receivers import Mailbox, Robot, signature_problem
 from tracking_api.app import create_app
@@ -153,6 +154,26 @@ def test_an_email_address_is_one_bare_address_or_refused(text: str) -> None:
     message = EmailMessage(policy=email_policy)
     message["To"] = found  # the header takes it as one address
     assert [a.addr_spec for a in message["To"].addresses] == [found]
+
+
+@given(st.sampled_from(sorted(robots.ROBOTS)), st.text(max_size=80), st.booleans())
+def test_any_robot_url_is_taken_or_refused_in_words(channel: str, url: str, any_host: bool) -> None:
+    """A robot URL as given to the API: vetted or refused with UnsafeURL, never another error."""
+    try:
+        outbox.vet_robot_url(channel, url, Settings(notify_any_host=any_host))
+    except UnsafeURL as exc:
+        assert str(exc)
+    else:
+        assert url.startswith("https://") or any_host
+
+
+def test_a_robot_url_off_the_vendors_hosts_is_refused() -> None:
+    strict = Settings()
+    for channel, url in (("wecom", "https://qyapi.weixin.qq.com.example.net/cgi-bin/webhook/send?key=k"),
+                         ("dingtalk", "http://oapi.dingtalk.com/robot/send?access_token=t"),
+                         ("feishu", "https://[::1/open-apis/bot/v2/hook/x")):
+        with pytest.raises(UnsafeURL, match="robot's URL is https://"):
+            outbox.vet_robot_url(channel, url, strict)
 
 
 def test_email_addresses() -> None:
