@@ -14,6 +14,8 @@ from tracking_api.auth import principal
 from tracking_api.deps import shared
 from tracking_api.keys import Principal
 
+# Declared for the OpenAPI document and its length check; `spoken` reads it from the query, as the problem
+# handler does for requests that never reach a route.
 Choice = Annotated[str | None, Query(alias="lang", max_length=35, description=(
     "the language of the texts for people (zh-CN or en); default: Accept-Language, then the customer's language"))]
 

@@ -22,6 +22,7 @@ from psycopg_pool import ConnectionPool
 from pydantic import BaseModel
 
 from common.failures import describe
+from locales import DEFAULT
 from storage.vocabulary import CHANNELS, EVENTS_CHANNEL, EXCEPTIONS_CHANNEL, STATUS_CHANNEL
 from tracking_api import queries, wording
 from tracking_api.deps import tenant
@@ -57,7 +58,7 @@ class Subscription:
 
     customer_id: str | None
     external_ref: str | None = None
-    language: str = "zh-CN"  # of the texts beside the machine words (tracking_api/wording.py)
+    language: str = DEFAULT  # of the texts beside the machine words (tracking_api/wording.py)
     vehicle_id: str | None = None
     carrying: bool = False
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
