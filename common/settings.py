@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, IPvAnyNetwork, ValidationInfo, field_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common import basemap
@@ -73,6 +74,21 @@ class Settings(BaseSettings):
     webhook_allowed_networks: list[IPvAnyNetwork] = Field(default_factory=list)
     webhook_timeout_s: float = 10.0
     webhook_poll_seconds: float = 1.0
+    # Notifications for people (docs/notifications.md). A robot's URL must be on its vendor's hosts
+    # (crm_link/robots.py HOSTS) unless this allows any host that passes the checks above (a relay).
+    notify_any_host: bool = False
+    # The address of the installation's pages, for the link in each notice (e.g. https://track.example.com).
+    public_url: str | None = None
+    # The zone a time is shown in when the shipment's destination site names none (IANA).
+    time_zone: str = "Asia/Shanghai"
+    # The SMTP relay of email notifications; STARTTLS before login unless smtp_starttls is false.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    smtp_from: str = "cargotrace@localhost"
+    smtp_ca_file: str | None = Field(None, description="a CA bundle the relay's certificate is checked against")
 
     # host:port of each process's /metrics and /healthz (Prometheus text); off when unset. The API's
     # is apart from its public port so metrics never pass the reverse proxy.
@@ -102,6 +118,15 @@ class Settings(BaseSettings):
             return None  # an empty variable, as a compose file writes it, is no base map
         basemap.origins(template, info.data.get("map_subdomains", ""))
         return template
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, zone: str) -> str:
+        try:  # an unknown zone fails at start, not at the first notice
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {zone!r}: an IANA name such as Asia/Shanghai") from None
+        return zone
 
 
 @lru_cache

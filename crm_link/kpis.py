@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import psycopg
 
+from locales import text
 from storage.vocabulary import EXCEPTION_TYPES
 
 KPI_COLUMNS = ("shipments", "on_time_shipping", "on_time_arrival", "fulfilment", "rush_completion",
@@ -135,13 +136,13 @@ def satisfaction(row: dict[str, Any], service_level: str) -> float | None:
     return round(100 * (sum(known) / len(known)) / EXPECTATION.get(service_level, EXPECTATION["standard"]), 1)
 
 
-def churn_risk(current: pd.Series, previous: pd.DataFrame, drop: float = 0.3) -> pd.DataFrame:
+def churn_risk(current: pd.Series, previous: pd.DataFrame, drop: float, language: str) -> pd.DataFrame:
     """Customers whose volume this period fell by at least `drop` against the mean of the previous
-    periods (columns of `previous`), with the reason in words."""
+    periods (columns of `previous`), with the reason in words in `language`."""
     baseline = previous.mean(axis=1).reindex(current.index).fillna(0)
     change = (current - baseline) / baseline.where(baseline > 0)
     risky = change[change <= -drop]
     return pd.DataFrame({"volume": current[risky.index], "baseline": baseline[risky.index].round(1),
                          "change": risky.round(3),
-                         "reason": [f"volume {c:+.0%} against the mean of the previous {previous.shape[1]} periods"
+                         "reason": [text("risk.reason", language, change=f"{c:+.0%}", periods=previous.shape[1])
                                     for c in risky]})

@@ -1,10 +1,6 @@
-"""Outbound webhooks (Standard Webhooks 1.0): URL vetting, secrets and the delivery worker.
-
-Deliveries are queued by triggers (migration 0006) in the transaction of the change they report. A
-worker claims due deliveries with FOR UPDATE SKIP LOCKED and leases them by moving next_attempt_at
-forward before sending, so several workers never send one delivery at once and a worker that dies
-mid-send only delays it by the lease. Receivers deduplicate by the webhook-id header, which stays the
-same across retries.
+"""Outbound webhooks (Standard Webhooks 1.0): URL vetting (SSRF), secrets, the signed POST and re-sending.
+The delivery worker that sends the outbox, over these and the channels for people, is crm_link/outbox.py.
+Receivers deduplicate by the webhook-id header, which stays the same across retries.
 """
 
 from __future__ import annotations
@@ -12,10 +8,8 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
-import logging
 import secrets
 import socket
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -25,17 +19,7 @@ import httpx
 import psycopg
 from standardwebhooks import Webhook
 
-from common.failures import describe
 from common.settings import Settings
-
-log = logging.getLogger(__name__)
-
-# Seconds before attempt n+1 after failed attempt n: exponential, then twice a day; about three days
-# in all, then the delivery is dead.
-RETRY_DELAYS_S: tuple[float, ...] = (5, 30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600,
-                                     12 * 3600, 12 * 3600, 12 * 3600, 12 * 3600, 12 * 3600)
-MAX_RETRY_AFTER_S = 24 * 3600
-BATCH = 10
 
 
 class UnsafeURL(ValueError):
@@ -109,99 +93,35 @@ def retry_after(value: str | None, now: datetime) -> float | None:
         return None
 
 
-_CLAIM = """
-UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => %s), attempts = d.attempts + 1
-FROM (SELECT id FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at <= now()
-      ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED) due, webhook_subscriptions s
-WHERE d.id = due.id AND s.id = d.subscription_id
-RETURNING d.id, d.webhook_id, d.payload, d.attempts, s.id, s.url, s.secret, s.active
-"""
-
-
-class Sender:
-    def __init__(self, settings: Settings, delays: tuple[float, ...] = RETRY_DELAYS_S) -> None:
-        self.settings, self.delays = settings, delays
-        # Redirects are not followed: one could lead to an address check_url would refuse.
-        self.client = httpx.Client(timeout=settings.webhook_timeout_s, follow_redirects=False)
-
-    def close(self) -> None:
-        self.client.close()
-
-    def send_due(self, conn: psycopg.Connection, limit: int = BATCH) -> int:
-        """Send the deliveries due now; returns how many were attempted."""
-        # The lease outlasts the batch even if every request runs into its connect, write and read
-        # timeouts, so no other worker takes over a delivery this one is still sending.
-        lease_s = limit * 3 * self.settings.webhook_timeout_s + 60
-        with conn.transaction():
-            claimed = conn.execute(_CLAIM, (lease_s, limit)).fetchall()
-        for delivery_id, webhook_id, payload, attempts, sub_id, url, secret, active in claimed:
-            outcome = self._send(webhook_id, payload, url, secret) if active else Outcome(None, "subscription disabled")
-            with conn.transaction():
-                self._record(conn, delivery_id, attempts, sub_id, active, outcome)
-        return len(claimed)
-
-    def _send(self, webhook_id: str, payload: dict, url: str, secret: str) -> Outcome:
-        try:
-            check_url(url, self.settings)  # again at send time: DNS may have changed since subscription
-        except UnsafeURL as exc:
-            return Outcome(None, str(exc))
-        body = json.dumps(payload, separators=(",", ":"))
-        now = datetime.now(UTC)
-        headers = {"content-type": "application/json", "webhook-id": webhook_id,
-                   "webhook-timestamp": str(int(now.timestamp())),
-                   "webhook-signature": Webhook(secret).sign(webhook_id, now, body)}
-        try:
-            response = self.client.post(url, content=body.encode(), headers=headers)
-        except httpx.HTTPError as exc:
-            return Outcome(None, f"{type(exc).__name__}: {exc}"[:500])
-        if response.is_success:
-            return Outcome(response.status_code, None)
-        return Outcome(response.status_code, f"HTTP {response.status_code}",
-                       retry_after(response.headers.get("retry-after"), datetime.now(UTC)))
-
-    def _record(self, conn: psycopg.Connection, delivery_id: int, attempts: int, sub_id: int, active: bool,
-                outcome: Outcome) -> None:
-        if outcome.status is not None and outcome.error is None:
-            conn.execute("UPDATE webhook_deliveries SET state = 'delivered', last_status = %s, last_error = NULL "
-                         "WHERE id = %s", (outcome.status, delivery_id))
-            return
-        gone = outcome.status == 410
-        if gone:  # the receiver says the endpoint is gone for good
-            conn.execute("UPDATE webhook_subscriptions SET active = false, disabled_reason = '410 Gone' "
-                         "WHERE id = %s", (sub_id,))
-        if gone or not active or attempts > len(self.delays):
-            conn.execute("UPDATE webhook_deliveries SET state = 'dead', last_status = %s, last_error = %s "
-                         "WHERE id = %s", (outcome.status, outcome.error, delivery_id))
-            return
-        delay = max(self.delays[attempts - 1], min(outcome.retry_after_s or 0.0, MAX_RETRY_AFTER_S))
-        log.info("webhook delivery %s failed (%s); attempt %d in %.0f s", delivery_id, outcome.error,
-                 attempts + 1, delay)
-        conn.execute("UPDATE webhook_deliveries SET last_status = %s, last_error = %s, "
-                     "next_attempt_at = now() + make_interval(secs => %s) WHERE id = %s",
-                     (outcome.status, outcome.error, delay, delivery_id))
-
-
 def resend(conn: psycopg.Connection, delivery_id: int) -> bool:
     """Queue a delivery again now with a fresh retry schedule (same webhook-id); False if not visible."""
     return conn.execute("UPDATE webhook_deliveries SET state = 'pending', attempts = 0, next_attempt_at = now() "
                         "WHERE id = %s RETURNING id", (delivery_id,)).fetchone() is not None
 
 
-def run(settings: Settings, stop: threading.Event, delays: tuple[float, ...] = RETRY_DELAYS_S) -> None:
-    """Send due deliveries until stopped; waits a poll period when there is nothing due."""
-    sender = Sender(settings, delays)
-    backoff = 0.5
+def post(client: httpx.Client, settings: Settings, url: str, body: bytes,
+         headers: dict[str, str]) -> tuple[Outcome, httpx.Response | None]:
+    """POST to a subscriber's URL, vetted again at send time (DNS may have changed since it subscribed);
+    the outcome by the HTTP answer alone, and the answer for a channel that reads its body too."""
     try:
-        while not stop.is_set():
-            try:
-                with psycopg.connect(settings.database_url, autocommit=True) as conn:
-                    backoff = 0.5
-                    while not stop.is_set():
-                        if sender.send_due(conn) == 0:
-                            stop.wait(settings.webhook_poll_seconds)
-            except psycopg.OperationalError as exc:
-                log.warning("webhooks: database unavailable: %s; retrying in %.1f s", describe(exc) or exc, backoff)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 15.0)
-    finally:
-        sender.close()
+        check_url(url, settings)
+    except UnsafeURL as exc:
+        return Outcome(None, str(exc)), None
+    try:
+        response = client.post(url, content=body, headers={"content-type": "application/json", **headers})
+    except httpx.HTTPError as exc:
+        return Outcome(None, f"{type(exc).__name__}: {exc}"[:500]), None
+    if response.is_success:
+        return Outcome(response.status_code, None), response
+    return Outcome(response.status_code, f"HTTP {response.status_code}",
+                   retry_after(response.headers.get("retry-after"), datetime.now(UTC))), response
+
+
+def send_signed(client: httpx.Client, settings: Settings, webhook_id: str, payload: dict, url: str,
+                secret: str) -> Outcome:
+    """One Standard Webhooks 1.0 delivery: the JSON payload signed with the subscription's secret."""
+    body = json.dumps(payload, separators=(",", ":"))
+    now = datetime.now(UTC)
+    return post(client, settings, url, body.encode(), {
+        "webhook-id": webhook_id, "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(secret).sign(webhook_id, now, body)})[0]

@@ -14,7 +14,7 @@ from common.failures import describe
 from common.metrics import Sample, serve
 from common.settings import Settings
 from common.stopping import stop_on_signals
-from crm_link import webhooks
+from crm_link import outbox
 from crm_link.correlate import process_pending
 from crm_link.metrics import database_samples
 from crm_link.route_watch import sweep_gps_silence
@@ -79,7 +79,7 @@ class CrmWorker:
 def run(settings: Settings, stop: threading.Event | None = None) -> None:
     stop = stop or threading.Event()
     stop_on_signals(stop)
-    sender = threading.Thread(target=webhooks.run, args=(settings, stop), name="webhooks", daemon=True)
+    sender = threading.Thread(target=outbox.run, args=(settings, stop), name="webhooks", daemon=True)
     sender.start()
     try:
         CrmWorker(settings).run(stop)

@@ -152,12 +152,12 @@ def cmd_crm_run(args: argparse.Namespace) -> int:
 
 
 def cmd_crm_webhooks(args: argparse.Namespace) -> int:
-    from crm_link import webhooks
+    from crm_link import outbox
 
     _database_url()
     stop = threading.Event()
     stop_on_signals(stop)
-    webhooks.run(get_settings(), stop)
+    outbox.run(get_settings(), stop)
     return 0
 
 
@@ -409,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     crm = sub.add_parser("crm", help="the CRM link", description="the CRM link")
     crm_sub = crm.add_subparsers(dest="crm_command", required=True, metavar="COMMAND")
     add("run", cmd_crm_run, "correlate observations and fixes with demand records", crm_sub)
-    add("webhooks", cmd_crm_webhooks, "send queued webhook deliveries (also runs inside crm run)", crm_sub)
+    add("webhooks", cmd_crm_webhooks, "send queued webhooks and notifications (also inside crm run)", crm_sub)
     p = add("import", cmd_crm_import, "import demand records from CSV or JSON lines (bad rows reported, "
             "good rows committed; exit 1 when any row was refused)", crm_sub)
     p.add_argument("file", help="the file (columns and fields: docs/crm.md)")

@@ -40,6 +40,9 @@ WEBHOOK_EVENTS = ("shipment.status_changed", "shipment.eta_changed", "exception.
 DELIVERY_STATES = ("pending", "delivered", "dead")
 # Whom a subscription speaks to: the customer (what the API shows it) or the 3PL's own staff (everything).
 AUDIENCES = ("customer", "staff")
+# How a subscription is delivered: Standard Webhooks JSON for systems, or a message for people in a WeCom,
+# DingTalk or Feishu/Lark group (their robots) or by email.
+NOTIFICATION_CHANNELS = ("webhook", "wecom", "dingtalk", "feishu", "email")
 
 # Durable cursors (consumer_cursors) of the correlator, one per table it reads in commit order.
 CORRELATOR_CURSORS = {"tag_observations": "status:tag_observations", "positions": "status:positions"}

@@ -98,7 +98,7 @@ def test_exceptions_and_positions_stream_to_the_dispatcher_and_customers_see_onl
             conn.execute("UPDATE exceptions SET state = 'acknowledged' WHERE id = %s", (world.exception_ids["acme"],))
         _, late = acme.next("exception")
         assert late == {"external_ref": "SO-A1", "type": "late", "state": "acknowledged",
-                        "opened_at": late["opened_at"]}
+                        "opened_at": late["opened_at"], "type_text": "预计延误", "state_text": "已确认"}
     finally:
         dispatcher.close()
         acme.close()

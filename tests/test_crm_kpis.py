@@ -130,9 +130,11 @@ def test_satisfaction_meets_expectation_at_the_service_levels_promise() -> None:
 
 def test_churn_lists_customers_whose_volume_fell() -> None:
     previous = pd.DataFrame({1: {"a": 10.0, "b": 10.0, "c": 0.0}, 2: {"a": 10.0, "b": 8.0, "c": 0.0}})
-    risk = kpis.churn_risk(pd.Series({"a": 4.0, "b": 9.0, "c": 3.0}), previous)
+    risk = kpis.churn_risk(pd.Series({"a": 4.0, "b": 9.0, "c": 3.0}), previous, 0.3, "en")
     assert risk.index.tolist() == ["a"] and risk.loc["a", "change"] == -0.6
     assert risk.loc["a", "reason"] == "volume -60% against the mean of the previous 2 periods"
+    in_chinese = kpis.churn_risk(pd.Series({"a": 4.0, "b": 9.0, "c": 3.0}), previous, 0.3, "zh-CN")
+    assert in_chinese.loc["a", "reason"] == "运单量较前 2 个周期的平均值变化 -60%"
 
 
 def test_the_kpi_endpoints(world: World) -> None:

@@ -11,18 +11,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-EVERYTHING = {"common", "device_drivers", "firmware_configs", "gateway", "storage", "ingest", "crm_link",
+EVERYTHING = {"common", "locales", "device_drivers", "firmware_configs", "gateway", "storage", "ingest", "crm_link",
               "tracking_api"}
 # package → the packages it may import (besides itself)
 MAY_IMPORT: dict[str, set[str]] = {
     "common": set(),
+    "locales": {"common"},
     "device_drivers": {"common"},
     "firmware_configs": {"common", "device_drivers"},
     "gateway": {"common", "device_drivers", "firmware_configs"},
     "storage": {"common"},
     "ingest": {"common", "storage"},
-    "crm_link": {"common", "storage"},
-    "tracking_api": {"common", "storage", "crm_link"},
+    "crm_link": {"common", "locales", "storage"},
+    "tracking_api": {"common", "locales", "storage", "crm_link"},
     "launcher": EVERYTHING,
 }
 # What `pip install cargotrace[gateway]` brings (pyproject.toml), by import name.

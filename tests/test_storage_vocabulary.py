@@ -22,6 +22,8 @@ CHECKED = {
     ("feedback", "kind"): v.FEEDBACK_KINDS,
     ("webhook_deliveries", "state"): v.DELIVERY_STATES,
     ("webhook_subscriptions", "audience"): v.AUDIENCES,
+    ("webhook_subscriptions", "channel"): v.NOTIFICATION_CHANNELS,
+    ("webhook_subscriptions", "language"): v.LANGUAGES,
     ("customers", "language"): v.LANGUAGES,
     ("gateways", "kind"): v.GATEWAY_KINDS,
 }

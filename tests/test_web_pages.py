@@ -34,6 +34,8 @@ from tests.test_ingest_worker import Publisher, gps_event, rfid_event, running, 
 from tracking_api.app import create_app
 from tracking_api.pages import WEB
 
+CJK = re.compile(r"[\u4e00-\u9fff]")  # a Chinese character
+
 
 @pytest.fixture
 def server(world: World) -> Iterator[ApiServer]:
@@ -277,7 +279,13 @@ def test_the_console_takes_another_key_after_a_refused_one_and_keeps_a_finite_zo
     browser.get(f"{server.url}/console")
     sign_in(browser, "ct_00000000_not-a-key")
     text_of(browser, "live", "not connected")
-    assert browser.find_element(By.ID, "error").text and browser.find_element(By.ID, "key-form").is_displayed()
+    refusal = browser.find_element(By.ID, "error").text
+    assert refusal and not CJK.search(refusal) and browser.find_element(By.ID, "key-form").is_displayed()
+    Select(browser.find_element(By.ID, "lang")).select_by_value("zh-CN")  # the API's refusal follows the page
+    browser.find_element(By.ID, "key").clear()
+    sign_in(browser, "ct_00000000_still-not-a-key")
+    WebDriverWait(browser, WAIT_S).until(lambda b: CJK.search(b.find_element(By.ID, "error").text))
+    Select(browser.find_element(By.ID, "lang")).select_by_value("en")
     browser.find_element(By.ID, "key").clear()
     sign_in(browser, world.keys["dispatcher"])
     text_of(browser, "live", "live")
@@ -292,6 +300,8 @@ def test_the_console_takes_another_key_after_a_refused_one_and_keeps_a_finite_zo
     text_of(browser, "queue", "预计延误")
     assert "北京时间" in browser.find_element(By.ID, "queue").text
     browser.save_screenshot(str(artifacts / "console-zh.png"))
+    browser.set_window_size(390, 844)  # a dispatcher on the road
+    browser.save_screenshot(str(artifacts / "console-zh-phone.png"))
     only_local_requests(browser, server)
 
 

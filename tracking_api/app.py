@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import psycopg
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from common.failures import OneLineErrors, describe
@@ -23,6 +23,7 @@ from tracking_api.body_limit import BodyLimit
 from tracking_api.deps import Admission, open_pool
 from tracking_api.live import Live
 from tracking_api.models import Health
+from tracking_api.refusal import Refusal
 from tracking_api.request_metrics import RequestMetrics, RequestStats
 from tracking_api.routes import (
     customers,
@@ -79,8 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
                               "problem details. Lists page with a cursor: pass `next_after` back as `after`.")
     app.state.settings = settings
     app.state.rate_limit = RateLimit(settings.api_rate_limit_per_minute)
-    app.state.auth_failures = RateLimit(settings.api_auth_failures_per_minute, "too many refused keys from "
-                                                                                 "this address")
+    app.state.auth_failures = RateLimit(settings.api_auth_failures_per_minute, "problem.rate_address")
     app.state.key_cache = KeyCache(settings.api_key_cache_seconds)
     stats = RequestStats()
     # One connection stays free for the live-update reader and health checks.
@@ -98,9 +98,9 @@ def create_app(settings: Settings) -> FastAPI:
              responses={503: problems.documented("the database or the broker does not answer")})
     def healthz(request: Request) -> Any:
         if not _database_answers(request.app.state.pool):
-            raise HTTPException(503, "the database does not answer")
+            raise Refusal(503, "problem.database_down")
         if settings.mqtt_url and not _reachable(settings.mqtt_url):
-            raise HTTPException(503, "the MQTT broker does not answer")
+            raise Refusal(503, "problem.broker_down")
         return {"status": "ok", "database": "ok", "live": request.app.state.live.listening.is_set(),
                 **({"broker": "ok"} if settings.mqtt_url else {})}
 

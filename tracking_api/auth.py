@@ -7,13 +7,14 @@ import threading
 import time
 from collections.abc import Callable
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter
 
 from tracking_api.keys import Principal, authenticate
+from tracking_api.refusal import Refusal
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -22,7 +23,7 @@ class RateLimit:
     """Events per minute per key (an API key, a client address), counted in this API process (N replicas
     allow N times as many)."""
 
-    def __init__(self, per_minute: int, refusal: str = "too many requests for this API key") -> None:
+    def __init__(self, per_minute: int, refusal: str = "problem.rate_key") -> None:
         self.item = RateLimitItemPerMinute(per_minute) if per_minute > 0 else None
         self.limiter = FixedWindowRateLimiter(MemoryStorage())
         self.refusal = refusal
@@ -40,7 +41,7 @@ class RateLimit:
     def refuse(self, key: str) -> None:
         assert self.item is not None
         reset = self.limiter.get_window_stats(self.item, key).reset_time
-        raise HTTPException(429, self.refusal, headers={"Retry-After": str(max(1, int(reset - time.time())))})
+        raise Refusal(429, self.refusal, headers={"Retry-After": str(max(1, int(reset - time.time())))})
 
 
 class KeyCache:
@@ -79,7 +80,7 @@ def client_address(request: Request) -> str:
 
 def principal(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
     if credentials is None:
-        raise HTTPException(401, "an API key is required: Authorization: Bearer <key>")
+        raise Refusal(401, "problem.key_required")
 
     address = client_address(request)
 
@@ -91,7 +92,7 @@ def principal(request: Request, credentials: HTTPAuthorizationCredentials | None
     found = request.app.state.key_cache.get(credentials.credentials, lookup)
     if found is None:
         request.app.state.auth_failures.check(address)
-        raise HTTPException(401, "invalid, revoked or expired API key")
+        raise Refusal(401, "problem.key_refused")
     request.app.state.rate_limit.check(found.prefix)
     return found
 
@@ -99,7 +100,7 @@ def principal(request: Request, credentials: HTTPAuthorizationCredentials | None
 def require(*roles: str) -> Callable[[Principal], Principal]:
     def check(who: Principal = Depends(principal)) -> Principal:
         if who.role not in roles:
-            raise HTTPException(403, f"this needs the role {' or '.join(roles)}")
+            raise Refusal(403, "problem.role", roles=", ".join(roles))
         return who
 
     return check
@@ -114,5 +115,5 @@ def owner(who: Principal, customer_id: str | None) -> str:
     if who.role == "customer":
         return who.customer_id or ""
     if not customer_id:
-        raise HTTPException(422, "customer_id is required for this role")
+        raise Refusal(422, "problem.customer_required")
     return customer_id

@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tracking_api.problems import problem
+from starlette.requests import Request
+
+from tracking_api.problems import problem, said
 
 Scope = dict[str, Any]
 
@@ -67,9 +69,10 @@ class BodyLimit:
                 return b"".join(chunks)
 
     async def _refuse(self, scope: Scope, receive: Any, send: Any, status: int) -> None:
+        request = Request(scope)
         if status == 413:
-            answer = problem(413, "Content Too Large", f"the request body may hold at most {self.max_bytes} bytes")
+            answer = problem(request, 413, said(request, "problem.body_too_large", bytes=self.max_bytes))
         else:
-            answer = problem(408, "Request Timeout", f"the request body did not arrive within {self.timeout_s:g} s")
+            answer = problem(request, 408, said(request, "problem.body_timeout", seconds=f"{self.timeout_s:g}"))
         answer.headers["Connection"] = "close"
         await answer(scope, receive, send)

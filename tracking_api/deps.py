@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 from psycopg_pool import ConnectionPool
 
 from common.settings import Settings
@@ -21,6 +21,7 @@ from tracking_api import share
 from tracking_api.auth import client_address, principal
 from tracking_api.keys import Principal
 from tracking_api.params import Token
+from tracking_api.refusal import Refusal
 
 API_ROLE = "cargotrace_api"
 _TENANT = "SELECT set_config('cargotrace.role', %s, true), set_config('cargotrace.customer_id', %s, true)"
@@ -67,12 +68,13 @@ def shared(request: Request, token: Token) -> Principal:
         try:
             link = share.verify(c, token)
         except share.ExpiredToken:
-            raise HTTPException(410, "this share link has expired") from None
+            raise Refusal(410, "problem.share_expired") from None
         except share.InvalidToken:
             request.app.state.auth_failures.check(address)
-            raise HTTPException(404, "no such share link") from None
+            raise Refusal(404, "problem.no_such.share_link") from None
+        (language,) = c.execute("SELECT cargotrace_customer_language(%s)", (link.customer_id,)).fetchone()
     request.state.shared_ref = link.external_ref
-    return Principal("customer", link.customer_id, "share")
+    return Principal("customer", link.customer_id, "share", language)
 
 
 class Admission:

@@ -21,6 +21,7 @@ class Principal:
     role: str
     customer_id: str | None
     prefix: str
+    language: str | None = None  # the customer's configured language (customers.language), for its answers
 
 
 def _hash(secret: str) -> str:
@@ -52,8 +53,9 @@ def authenticate(conn: psycopg.Connection, key: str) -> Principal | None:
     if len(parts) != 3 or parts[0] != "ct":
         return None
     _, prefix, secret = parts
-    row = conn.execute("SELECT secret_hash, role, customer_id FROM api_keys WHERE prefix = %s AND revoked_at IS NULL "
-                       "AND (expires_at IS NULL OR expires_at > now())", (prefix,)).fetchone()
+    row = conn.execute("SELECT secret_hash, role, customer_id, cargotrace_customer_language(customer_id) FROM api_keys "
+                       "WHERE prefix = %s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
+                       (prefix,)).fetchone()
     if row is None or not hmac.compare_digest(row[0], _hash(secret)):
         return None
-    return Principal(role=row[1], customer_id=row[2], prefix=prefix)
+    return Principal(role=row[1], customer_id=row[2], prefix=prefix, language=row[3])

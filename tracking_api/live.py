@@ -22,8 +22,9 @@ from psycopg_pool import ConnectionPool
 from pydantic import BaseModel
 
 from common.failures import describe
+from locales import DEFAULT
 from storage.vocabulary import CHANNELS, EVENTS_CHANNEL, EXCEPTIONS_CHANNEL, STATUS_CHANNEL
-from tracking_api import queries
+from tracking_api import queries, wording
 from tracking_api.deps import tenant
 from tracking_api.keys import Principal
 from tracking_api.models import ExceptionNotice, RouteException, Shipment, VehiclePosition
@@ -57,6 +58,7 @@ class Subscription:
 
     customer_id: str | None
     external_ref: str | None = None
+    language: str = DEFAULT  # of the texts beside the machine words (tracking_api/wording.py)
     vehicle_id: str | None = None
     carrying: bool = False
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
@@ -101,10 +103,11 @@ class Live:
         self.stop.set()
         self.thread.join(5)
 
-    async def stream(self, customer_id: str | None, external_ref: str | None,
-                     first: list[Change]) -> AsyncIterator[dict[str, str]]:
-        """The SSE events of one client: `first` (the current state), then every matching change."""
-        sub = Subscription(customer_id, external_ref)
+    async def stream(self, customer_id: str | None, external_ref: str | None, first: list[Change],
+                     language: str) -> AsyncIterator[dict[str, str]]:
+        """The SSE events of one client: `first` (the current state), then every matching change, with
+        their texts in `language`."""
+        sub = Subscription(customer_id, external_ref, language)
         for change in first:
             if change.event == "status":
                 sub.follow(change.data)
@@ -112,11 +115,11 @@ class Live:
             self.subscriptions.add(sub)
         try:
             for change in first:
-                yield _sse(change)
+                yield _sse(change, language)
             while (change := await sub.queue.get()) is not None:
                 if change.event == "status" and sub.external_ref is not None:
                     sub.follow(change.data)
-                yield _sse(sub.view(change))
+                yield _sse(sub.view(change), language)
         finally:
             with self.lock:
                 self.subscriptions.discard(sub)
@@ -207,6 +210,11 @@ def _exception_changes(conn: psycopg.Connection, exception_ids: set[int]) -> lis
     return changes
 
 
-def _sse(change: Change) -> dict[str, str]:
+# How each event's data gets its texts for people.
+WORDING = {"status": wording.shipment, "exception": wording.exception}
+
+
+def _sse(change: Change, language: str) -> dict[str, str]:
     shape = change.shape or SHAPES[change.event]
-    return {"event": change.event, "data": shape.model_validate(change.data).model_dump_json(by_alias=True)}
+    worded = WORDING[change.event](change.data, language) if change.event in WORDING else change.data
+    return {"event": change.event, "data": shape.model_validate(worded).model_dump_json(by_alias=True)}

@@ -16,6 +16,8 @@ from storage.vocabulary import (
     EXCEPTION_STATES,
     EXCEPTION_TYPES,
     FEEDBACK_KINDS,
+    LANGUAGES,
+    NOTIFICATION_CHANNELS,
     STATUSES,
     WEBHOOK_EVENTS,
 )
@@ -60,6 +62,7 @@ class Items(Answer):
 
 class TimelineEntry(Answer):
     status: Status
+    status_text: str = Field(description="the status as a consignee reads it, in the answer's language")
     ts: Instant
     biz_step: str | None
     place: str | None
@@ -71,7 +74,9 @@ class ShipmentException(Answer):
     """What a shipper sees of an open exception: its kind and state, not the evidence."""
 
     type: ExceptionType
+    type_text: str = Field(description="the kind in the answer's language")
     state: ExceptionState
+    state_text: str = Field(description="the state in the answer's language")
     opened_at: Instant
 
 
@@ -79,6 +84,7 @@ class ShipmentSummary(Answer):
     customer_id: str
     external_ref: str
     status: Status
+    status_text: str = Field(description="the status as a consignee reads it, in the answer's language")
     status_word: str = Field(description="the AfterShip tag shippers know (InfoReceived, InTransit, ...)")
     status_subtag: str
     status_at: Instant
@@ -151,7 +157,9 @@ class DemandReceipt(Answer):
 class RouteException(Answer):
     id: int
     type: ExceptionType
+    type_text: str = Field(description="the kind in the answer's language")
     state: ExceptionState
+    state_text: str = Field(description="the state in the answer's language")
     opened_at: Instant
     acknowledged_at: Instant | None
     resolved_at: Instant | None
@@ -244,7 +252,10 @@ class Subscription(Answer):
     id: int
     customer_id: str | None
     audience: Literal[AUDIENCES]  # type: ignore[valid-type]
-    url: str
+    channel: Literal[NOTIFICATION_CHANNELS]  # type: ignore[valid-type]
+    url: str | None = Field(description="a robot's key or token is shown as *** (null for email)")
+    email: str | None
+    language: Literal[LANGUAGES] | None = Field(description="null: the customer's language")  # type: ignore[valid-type]
     event_types: list[Literal[WEBHOOK_EVENTS]]  # type: ignore[valid-type]
     active: bool
     disabled_reason: str | None
@@ -253,7 +264,8 @@ class Subscription(Answer):
 
 
 class NewSubscriptionAnswer(Subscription):
-    secret: str = Field(description="the signing secret (Standard Webhooks), shown only in this answer")
+    secret: str | None = Field(description="a webhook's signing secret (Standard Webhooks), shown only in this answer; "
+                                           "null for the other channels (a robot's secret is never shown)")
 
 
 class Subscriptions(Answer):

@@ -124,7 +124,8 @@ def customer_exists(conn: psycopg.Connection, customer_id: str) -> bool:
     return conn.execute("SELECT 1 FROM customers WHERE id = %s", (customer_id,)).fetchone() is not None
 
 
-SUBSCRIPTION = "id, customer_id, audience, url, event_types, active, disabled_reason, eta_threshold_s, created_at"
+SUBSCRIPTION = ("id, customer_id, audience, channel, url, email, language, event_types, active, disabled_reason, "
+                "eta_threshold_s, created_at")
 
 _EXCEPTIONS = """
 SELECT x.id, x.type, x.state, x.opened_at, x.acknowledged_at, x.resolved_at, x.note, x.evidence, x.vehicle_id,

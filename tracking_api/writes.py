@@ -42,13 +42,14 @@ def assign_dock(conn: psycopg.Connection, site_id: str, door_id: str, vehicle_id
             (site_id, door_id, vehicle_id, valid_from, valid_to, assigned_by)).fetchone()
 
 
-def add_subscription(conn: psycopg.Connection, customer_id: str, audience: str, url: str, secret: str,
-                     event_types: list[str], eta_threshold_s: int) -> dict[str, Any]:
+def add_subscription(conn: psycopg.Connection, customer_id: str, audience: str, channel: str, url: str | None,
+                     email: str | None, secret: str | None, language: str | None, event_types: list[str],
+                     eta_threshold_s: int) -> dict[str, Any]:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            f"INSERT INTO webhook_subscriptions (customer_id, audience, url, secret, event_types, eta_threshold_s) "
-            f"VALUES (%s, %s, %s, %s, %s, %s) RETURNING {SUBSCRIPTION}",
-            (customer_id, audience, url, secret, event_types, eta_threshold_s)).fetchone()
+            f"INSERT INTO webhook_subscriptions (customer_id, audience, channel, url, email, secret, language, "
+            f"event_types, eta_threshold_s) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {SUBSCRIPTION}",
+            (customer_id, audience, channel, url, email, secret, language, event_types, eta_threshold_s)).fetchone()
 
 
 def delete_subscription(conn: psycopg.Connection, subscription_id: int) -> bool:

@@ -9,18 +9,21 @@ from typing import Annotated, Any, Literal
 
 import pandas as pd
 import psycopg
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 from pydantic import AwareDatetime
 
 from crm_link import kpi_chart, kpis
+from locales import text
 from tracking_api import queries
 from tracking_api.auth import require
 from tracking_api.deps import db_read
 from tracking_api.keys import Principal
+from tracking_api.language import Lang
 from tracking_api.models import AbcClasses, AtRiskCustomers, CustomerKpis, CustomerRecord
 from tracking_api.params import Id
 from tracking_api.problems import found
+from tracking_api.refusal import Refusal
 
 router = APIRouter(tags=["customers"])
 CustomerPath = Id
@@ -39,13 +42,13 @@ def period(start: datetime | None, end: datetime | None) -> tuple[datetime, date
     end = end or datetime.now(UTC)
     start = start or end - timedelta(days=30)
     if not timedelta(0) < end - start <= MAX_PERIOD:
-        raise HTTPException(422, "`to` must be after `from`, at most three years later")
+        raise Refusal(422, "problem.period", days=MAX_PERIOD.days)
     return start, end
 
 
 def own(who: Principal, customer_id: str) -> None:
     if who.role == "customer" and who.customer_id != customer_id:
-        raise HTTPException(404, "no such customer")  # as for an unknown id: existence is not confirmed
+        raise Refusal(404, "problem.no_such.customer")  # as for an unknown id: existence is not confirmed
 
 
 def wants_csv(fmt: str | None, accept: str) -> bool:
@@ -77,7 +80,7 @@ def abc_classes(request: Request, start: From = None, end: To = None, fmt: Forma
 
 
 @router.get("/v1/customers/at-risk", response_model=AtRiskCustomers, responses=CSV)
-def at_risk(start: From = None, end: To = None, periods: Annotated[int, Query(ge=1, le=12)] = 3,
+def at_risk(language: Lang, start: From = None, end: To = None, periods: Annotated[int, Query(ge=1, le=12)] = 3,
             drop: Annotated[float, Query(gt=0, le=1)] = 0.3, fmt: Format = None, accept: Accept = "",
             who: Principal = Depends(staff), c: psycopg.Connection = Depends(db_read)) -> Any:
     """Churn signal: volume this period against the mean of the `periods` before it of the same length."""
@@ -86,7 +89,7 @@ def at_risk(start: From = None, end: To = None, periods: Annotated[int, Query(ge
     current = kpis.kpis(c, start, end)["shipments"].astype(float)
     previous = pd.DataFrame({i: kpis.kpis(c, start - i * length, end - i * length)["shipments"].astype(float)
                              for i in range(1, periods + 1)})
-    return table(kpis.churn_risk(current, previous, drop), wants_csv(fmt, accept), "at-risk", "customers")
+    return table(kpis.churn_risk(current, previous, drop, language), wants_csv(fmt, accept), "at-risk", "customers")
 
 
 @router.get("/v1/customers/{customer_id}/kpis", response_model=CustomerKpis, responses=CSV)
@@ -97,7 +100,7 @@ def customer_kpis(customer_id: CustomerPath, start: From = None, end: To = None,
     start, end = period(start, end)
     frame = kpis.kpis(c, start, end, customer_id)
     if frame.empty:
-        raise HTTPException(404, "no such customer")
+        raise Refusal(404, "problem.no_such.customer")
     level = found(queries.service_level(c, customer_id), "customer")
     frame["satisfaction"] = [kpis.satisfaction(row, level) for row in frame.to_dict("records")]
     if wants_csv(fmt, accept):
@@ -113,8 +116,8 @@ def customer_kpis(customer_id: CustomerPath, start: From = None, end: To = None,
 
 @router.get("/v1/customers/{customer_id}/kpis/{kpi}.svg", response_class=Response,
             responses={200: {"content": {"image/svg+xml": {}}, "description": "an SVG bar chart"}})
-def kpi_chart_svg(customer_id: CustomerPath, kpi: Literal[kpis.KPI_COLUMNS], start: From = None, end: To = None,
-                  periods: Annotated[int, Query(ge=1, le=24)] = 6, who: Principal = Depends(anyone),
+def kpi_chart_svg(language: Lang, customer_id: CustomerPath, kpi: Literal[kpis.KPI_COLUMNS], start: From = None,
+                  end: To = None, periods: Annotated[int, Query(ge=1, le=24)] = 6, who: Principal = Depends(anyone),
                   c: psycopg.Connection = Depends(db_read)) -> Response:
     """One KPI over `periods` consecutive periods of the same length, the last being [from, to)."""
     own(who, customer_id)
@@ -123,9 +126,11 @@ def kpi_chart_svg(customer_id: CustomerPath, kpi: Literal[kpis.KPI_COLUMNS], sta
     frames = [(start - i * length, kpis.kpis(c, start - i * length, end - i * length, customer_id))
               for i in range(periods - 1, -1, -1)]
     if frames[-1][1].empty:
-        raise HTTPException(404, "no such customer")
+        raise Refusal(404, "problem.no_such.customer")
     points = [(since.date().isoformat(), frame.iloc[0][kpi]) for since, frame in frames]
-    return Response(kpi_chart.svg(f"{customer_id}: {kpi}", points), media_type="image/svg+xml")
+    title = text("chart.title", language, customer=customer_id, kpi=text(f"kpi.{kpi}", language))
+    return Response(kpi_chart.svg(title, points, text("chart.no_value", language)), media_type="image/svg+xml",
+                    headers={"Content-Language": language})
 
 
 @router.get("/v1/customers/{customer_id}", response_model=CustomerRecord)

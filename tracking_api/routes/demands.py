@@ -15,6 +15,7 @@ from tracking_api.deps import db
 from tracking_api.keys import Principal
 from tracking_api.models import DemandReceipt
 from tracking_api.params import Ref
+from tracking_api.refusal import Refusal
 
 router = APIRouter(tags=["integration"])
 
@@ -31,7 +32,7 @@ def put_demand(external_ref: Ref, body: DemandUpsert, response: Response,
                who: Principal = Depends(require("integration", "admin")),
                c: psycopg.Connection = Depends(db)) -> Any:
     if not queries.customer_exists(c, body.customer_id):
-        raise HTTPException(422, f"unknown customer: {body.customer_id}")
+        raise Refusal(422, "problem.unknown_customer", customer=body.customer_id)
     try:
         _, created = upsert_demand(c, body.customer_id, external_ref, body)
     except (UnknownReference, ValueError) as exc:

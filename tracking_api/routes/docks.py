@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from tracking_api import queries, writes
@@ -15,6 +15,7 @@ from tracking_api.deps import db
 from tracking_api.keys import Principal
 from tracking_api.models import DockAssignment
 from tracking_api.params import Id
+from tracking_api.refusal import Refusal
 
 router = APIRouter(tags=["dispatcher"])
 staff = require("dispatcher", "admin")
@@ -33,10 +34,10 @@ class NewDockAssignment(BaseModel):
 def assign_dock(site_id: Id, door_id: Id, body: NewDockAssignment, who: Principal = Depends(staff),
                 c: psycopg.Connection = Depends(db)) -> Any:
     if not queries.door_exists(c, site_id, door_id):
-        raise HTTPException(404, "no such dock door")
+        raise Refusal(404, "problem.no_such.dock_door")
     if not queries.vehicle_exists(c, body.vehicle_id):
-        raise HTTPException(422, f"unknown vehicle: {body.vehicle_id}")
+        raise Refusal(422, "problem.unknown_vehicle", vehicle=body.vehicle_id)
     if body.valid_from and body.valid_to and body.valid_to <= body.valid_from:
-        raise HTTPException(422, "valid_to must be after valid_from")
+        raise Refusal(422, "problem.valid_to")
     return writes.assign_dock(c, site_id, door_id, body.vehicle_id, body.valid_from, body.valid_to,
                               f"key:{who.prefix}")

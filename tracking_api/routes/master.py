@@ -7,7 +7,7 @@ read; a customer reads its own customer record only (row-level security hides th
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import APIRouter, Depends, HTTPException, Path, Response
+from fastapi import APIRouter, Depends, Path, Response
 from pydantic import BaseModel
 
 from crm_link import master_data
@@ -18,6 +18,7 @@ from tracking_api.keys import Principal
 from tracking_api.models import CustomerData, CustomerList, GatewayData, GatewayList, SiteData, SiteList, VehicleData
 from tracking_api.params import AfterId, Limit
 from tracking_api.problems import found
+from tracking_api.refusal import Refusal
 
 router = APIRouter(tags=["master data"])
 writer = require("integration", "admin")
@@ -51,7 +52,7 @@ def resource(kind: str, body: type[Record], answer: type[BaseModel], listing: ty
                    description=f"409 while other records name the {singular} (listed under `references`).")
     def delete(record_id: RecordId, who: Principal = Depends(writer), c: psycopg.Connection = Depends(db)) -> Response:
         if not master_data.remove(c, kind, record_id):
-            raise HTTPException(404, f"no such {singular}")
+            raise Refusal(404, f"problem.no_such.{singular}")
         return Response(status_code=204)
 
     if get_one:

@@ -6,9 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from tracking_api import queries
+from tracking_api import queries, wording
 from tracking_api.deps import shared, tenant
 from tracking_api.keys import Principal
+from tracking_api.language import SharedLang
 from tracking_api.models import Positions, Shipment
 from tracking_api.params import MaxPoints
 from tracking_api.problems import found
@@ -17,9 +18,10 @@ router = APIRouter(tags=["share"])
 
 
 @router.get("/v1/shared/{token}", response_model=Shipment)
-def get_shared(request: Request, who: Principal = Depends(shared)) -> Any:
+def get_shared(language: SharedLang, request: Request, who: Principal = Depends(shared)) -> Any:
     with tenant(request.app.state.read_pool, who) as c:
-        return found(queries.shipment(c, who.customer_id or "", request.state.shared_ref), "shipment")
+        return wording.shipment(found(queries.shipment(c, who.customer_id or "", request.state.shared_ref),
+                                      "shipment"), language)
 
 
 @router.get("/v1/shared/{token}/trail", response_model=Positions)

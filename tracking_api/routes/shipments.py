@@ -10,10 +10,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime
 
 from storage.vocabulary import STATUSES
-from tracking_api import queries, share
+from tracking_api import queries, share, wording
 from tracking_api.auth import owner, shipment_reader
 from tracking_api.deps import db, db_read
 from tracking_api.keys import Principal
+from tracking_api.language import Lang
 from tracking_api.models import Positions, ShareLink, Shipment, ShipmentPage
 from tracking_api.params import After, CustomerFilter, CustomerId, Limit, MaxPoints, Ref
 from tracking_api.problems import found
@@ -22,7 +23,8 @@ router = APIRouter(tags=["customer"])
 
 
 @router.get("/v1/shipments", response_model=ShipmentPage)
-def list_shipments(status: Annotated[str | None, Query(pattern="^(" + "|".join(STATUSES) + ")$")] = None,
+def list_shipments(language: Lang,
+                   status: Annotated[str | None, Query(pattern="^(" + "|".join(STATUSES) + ")$")] = None,
                    since: Annotated[AwareDatetime | None, Query(description="created at or after")] = None,
                    until: Annotated[AwareDatetime | None, Query(description="created before")] = None,
                    attention: Annotated[Literal["late", "exception"] | None, Query(
@@ -33,13 +35,14 @@ def list_shipments(status: Annotated[str | None, Query(pattern="^(" + "|".join(S
     customer = owner(who, customer_id) if who.role == "customer" or customer_id else None
     rows = queries.shipments(c, customer, status, since, until, attention, after, limit)
     cursor = rows[-1]["id"] if len(rows) == limit else None
-    return {"shipments": [{k: v for k, v in row.items() if k != "id"} for row in rows], "next_after": cursor}
+    return {"shipments": [wording.shipment({k: v for k, v in row.items() if k != "id"}, language) for row in rows],
+            "next_after": cursor}
 
 
 @router.get("/v1/shipments/{external_ref}", response_model=Shipment)
-def get_shipment(external_ref: Ref, customer_id: CustomerId = None, who: Principal = Depends(shipment_reader),
-                 c: psycopg.Connection = Depends(db_read)) -> Any:
-    return found(queries.shipment(c, owner(who, customer_id), external_ref), "shipment")
+def get_shipment(language: Lang, external_ref: Ref, customer_id: CustomerId = None,
+                 who: Principal = Depends(shipment_reader), c: psycopg.Connection = Depends(db_read)) -> Any:
+    return wording.shipment(found(queries.shipment(c, owner(who, customer_id), external_ref), "shipment"), language)
 
 
 @router.get("/v1/shipments/{external_ref}/trail", response_model=Positions)

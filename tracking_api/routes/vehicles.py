@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime
 
 from tracking_api import queries
@@ -16,6 +16,7 @@ from tracking_api.keys import Principal
 from tracking_api.models import VehiclePosition, VehiclePositions, Vehicles
 from tracking_api.params import AfterId, Id, Limit
 from tracking_api.problems import found
+from tracking_api.refusal import Refusal
 
 router = APIRouter(tags=["dispatcher"])
 staff = require("dispatcher", "admin")
@@ -33,7 +34,7 @@ def list_vehicles(after: AfterId = "", limit: Limit = 500, who: Principal = Depe
 @router.get("/v1/vehicles/{vehicle_id}/position", response_model=VehiclePosition)
 def vehicle_position(vehicle_id: Id, who: Principal = Depends(staff),
                      c: psycopg.Connection = Depends(db_read)) -> Any:
-    return {"vehicle_id": vehicle_id, **found(queries.last_position(c, vehicle_id), "position for this vehicle")}
+    return {"vehicle_id": vehicle_id, **found(queries.last_position(c, vehicle_id), "position")}
 
 
 @router.get("/v1/vehicles/{vehicle_id}/positions", response_model=VehiclePositions)
@@ -42,5 +43,5 @@ def vehicle_positions(vehicle_id: Id, since: Annotated[AwareDatetime, Query(alia
                       max_points: Annotated[int, Query(ge=2, le=5000)] = 1000,
                       who: Principal = Depends(staff), c: psycopg.Connection = Depends(db_read)) -> Any:
     if not timedelta(0) < until - since <= MAX_RANGE:
-        raise HTTPException(422, f"`to` must be after `from`, at most {MAX_RANGE.days} days later")
+        raise Refusal(422, "problem.period", days=MAX_RANGE.days)
     return {"vehicle_id": vehicle_id, "positions": queries.positions(c, vehicle_id, since, until, max_points)}

@@ -16,9 +16,10 @@ const cargotrace = {
     };
   },
 
-  headers() {
+  headers() { // the API's error texts in the page's language, not only the browser's
     const key = cargotrace.key();
-    return key ? { Authorization: "Bearer " + key } : {};
+    const language = typeof i18n === "undefined" ? {} : { "Accept-Language": i18n.lang };
+    return key ? { ...language, Authorization: "Bearer " + key } : language;
   },
 
   async get(path, options = {}) {
