@@ -63,7 +63,7 @@ def test_the_tracking_page_follows_a_status_change_made_through_ingest(
         gateway_id: str) -> None:
     browser.get(f"{server.url}/track/SO-A1")
     sign_in(browser, world.keys["acme"])
-    text_of(browser, "progress", "0 of 1 pallets loaded")
+    text_of(browser, "progress", "0 of 1 pallet loaded")
     text_of(browser, "live", "live")
 
     def current_step() -> str:
@@ -96,7 +96,7 @@ def test_the_tracking_page_follows_a_status_change_made_through_ingest(
         read_at = datetime.now(UTC)
         through_ingest("rfid", RFID_SCHEMA, rfid_event(1, epc.encode(world.epc["acme"]), first_seen=iso_ms(read_at),
                                                        last_seen=iso_ms(read_at)), "tag_observations")
-        text_of(browser, "progress", "1 of 1 pallets loaded")  # no reload: the stream brought it
+        text_of(browser, "progress", "1 of 1 pallet loaded")  # one pallet, singular; no reload: the stream brought it
         assert current_step() == "loaded"
         assert "Loaded" in browser.find_element(By.ID, "timeline").text
         browser.save_screenshot(str(artifacts / "tracking-loaded.png"))
@@ -200,7 +200,7 @@ def test_a_share_link_opens_the_page_without_a_key(world: World, server: ApiServ
     url = httpx.post(f"{server.url}/v1/shipments/SO-G1/share", headers=world.headers("globex")).json()["url"]
     browser.get(url)
     text_of(browser, "ref", "SO-G1")
-    text_of(browser, "progress", "0 of 1 pallets loaded")
+    text_of(browser, "progress", "0 of 1 pallet loaded")
     text_of(browser, "live", "live")  # the stream opened with the token alone
     assert not browser.find_element(By.ID, "key-form").is_displayed()
     assert browser.execute_script("return sessionStorage.length") == 0

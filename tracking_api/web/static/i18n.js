@@ -40,8 +40,10 @@ const i18n = {
     return changed;
   },
 
-  t(key, values = {}) {
-    const text = i18n.messages[i18n.lang][key] ?? key;
+  t(key, values = {}) { // "key.one" where the language has a singular form for values.total
+    const words = i18n.messages[i18n.lang];
+    const form = values.total === undefined ? null : new Intl.PluralRules(i18n.lang).select(values.total);
+    const text = words[`${key}.${form}`] ?? words[key] ?? key;
     return text.replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
   },
 
