@@ -25,6 +25,32 @@ MAX_DB_BACKOFF_S = 15.0
 PREFIX = "cargotrace_ingest_"
 
 
+class Window:
+    """When a batch is complete: it holds `ingest_batch_events`, or `ingest_batch_seconds` have passed since
+    its first message."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.limit, self.seconds = settings.ingest_batch_events, settings.ingest_batch_seconds
+        self.events = 0
+        self.deadline: float | None = None
+
+    def wait(self) -> float:
+        """How long to wait for the next message; 0 once the batch is complete."""
+        if self.events >= self.limit:
+            return 0.0
+        if self.deadline is None:
+            return 0.5  # nothing yet: wait in short steps, so that a stop is seen
+        return max(0.0, self.deadline - time.monotonic())
+
+    def add(self, events: int) -> None:
+        self.deadline = self.deadline or time.monotonic() + self.seconds
+        self.events += events
+
+    @property
+    def started(self) -> bool:
+        return self.deadline is not None
+
+
 class Pipeline:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -25,7 +25,7 @@ from common.failures import BrokerWatch, PahoNoise
 from common.metrics import Sample, serve
 from common.settings import Settings
 from common.stopping import stop_on_signals
-from ingest.pipeline import PREFIX, Pipeline
+from ingest.pipeline import PREFIX, Pipeline, Window
 from ingest.writer import Batch
 
 log = logging.getLogger(__name__)
@@ -171,30 +171,27 @@ class IngestWorker:
 
     def _collect(self, stop: threading.Event) -> tuple[list[tuple[int, mqtt.MQTTMessage]], Batch]:
         """Messages until the batch holds enough events or its time is up."""
-        s = self.settings
         messages: list[tuple[int, mqtt.MQTTMessage]] = []
         batch = Batch()
-        events = 0
-        deadline = None
-        while events < s.ingest_batch_events and not stop.is_set():
-            timeout = 0.5 if deadline is None else deadline - time.monotonic()
-            if timeout <= 0:
-                break
+        window = Window(self.settings)
+        while not stop.is_set() and (timeout := window.wait()) > 0:
             try:
                 connection, msg = self.inbox.get(timeout=timeout)
             except queue.Empty:
-                if deadline is None:
-                    continue
-                break
-            deadline = deadline or time.monotonic() + s.ingest_batch_seconds
+                if window.started:
+                    break
+                continue
             if self.batch_since is None:
                 self.batch_since = msg.timestamp
             messages.append((connection, msg))
-            events += self.pipeline.add(batch, msg.topic, msg.payload, retained=bool(msg.retain))
+            window.add(self.pipeline.add(batch, msg.topic, msg.payload, retained=bool(msg.retain)))
         return messages, batch
 
 
 def run(settings: Settings, stop: threading.Event | None = None) -> None:
+    """The worker of the broker the settings name: the clustered one's JetStream consumer, else MQTT."""
+    from ingest.jetstream_worker import JetStreamWorker  # nats-py: only where the cluster is used
+
     stop = stop or threading.Event()
     stop_on_signals(stop)
-    IngestWorker(settings).run(stop)
+    (JetStreamWorker if settings.broker_url else IngestWorker)(settings).run(stop)
