@@ -73,8 +73,7 @@ class IngestWorker:
         client.reconnect_delay_set(1, 30)
         client.enable_logger(log)
         log.addFilter(PahoNoise())
-        BrokerWatch(log, url.hostname or "127.0.0.1", url.port or 1883,
-                    "check CARGOTRACE_MQTT_URL and that the broker runs").attach(client)
+        BrokerWatch(log, "check CARGOTRACE_MQTT_URL and that the broker runs").attach(client)
         return client
 
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object,

@@ -12,11 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
 from common.contract import KINDS, NATS_SUBJECTS, parse_topic, subject_of, topic, topic_of
 from common.settings import Settings
+from gateway.check import check
 from ingest.jetstream import init, servers
 from ingest.jetstream_worker import JetStreamWorker
 from launcher.embedded import free_port
@@ -108,3 +110,16 @@ def test_broker_init_and_ingest_say_in_one_line_what_is_missing(cluster: NatsClu
     assert early.returncode == 1 and "run `cargotrace broker init`" in early.stderr.splitlines()[-1]
     done = _cargotrace("broker", "init", broker_url=cluster.url)
     assert done.returncode == 0 and "consumer cargotrace-ingest created" in done.stdout
+
+
+def test_gateway_check_logs_in_to_every_node_of_the_list_in_mqtt_3_1_1(cluster: NatsCluster, tmp_path: Path) -> None:
+    """NATS speaks MQTT 3.1.1 only: the check asks in 5 first (its PUBACK says why a publish is refused)."""
+    profile = tmp_path / "gw.yaml"
+    profile.write_text(yaml.safe_dump({"gateway": {"id": "dock-1", "broker": cluster.mqtt_urls(),
+                                                   "outbox": str(tmp_path / "outbox.sqlite")},
+                                       "jt808": {"listen": f"127.0.0.1:{free_port()}",
+                                                 "terminals": {"013912345678": "TRK-042"}}}))
+    lines: list[str] = []
+    assert check(str(profile), 1, lines.append) == 0, lines
+    assert [line for line in lines if line.startswith("broker ")] == [
+        f"broker 127.0.0.1:{node.mqtt}: logged in as dock-1, wrote its state topic" for node in cluster.nodes]
