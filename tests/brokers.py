@@ -96,6 +96,10 @@ class NatsCluster:
         for node in self.nodes:
             (node.folder / "js").mkdir(parents=True, exist_ok=True)
 
+    def version(self) -> str:
+        binary = self.nodes[0].binary
+        return subprocess.run([str(binary), "--version"], capture_output=True, text=True).stdout.strip()
+
     @property
     def url(self) -> str:
         """For ingest (CARGOTRACE_BROKER_URL): every node's client URL."""
