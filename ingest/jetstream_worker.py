@@ -93,7 +93,10 @@ class JetStreamWorker:
         batch = Batch()
         window = Window(self.settings)
         while not stop.is_set() and (timeout := window.wait()) > 0.001:
-            wanted = min(MAX_FETCH, max(1, math.ceil((window.limit - window.events) / self.events_per_message)))
+            # Before the batch's first message, one is awaited (a fetch of more would wait for all of them
+            # up to its timeout); after it, about what fills the batch, until the batch's time is up.
+            wanted = (min(MAX_FETCH, max(1, math.ceil((window.limit - window.events) / self.events_per_message)))
+                      if window.started else 1)
             try:
                 got = await sub.fetch(wanted, timeout=timeout)  # type: ignore[attr-defined]
             except (TimeoutError, nats.errors.ConnectionClosedError, nats.js.errors.APIError) as exc:
