@@ -1,4 +1,5 @@
-"""MQTT contract v1 (ARCHITECTURE §4): topics, schema names, wire formats. Shared by gateway and ingest."""
+"""MQTT contract v1 (ARCHITECTURE §4): topics (and their NATS subjects), schema names, wire formats. Shared by
+gateway and ingest."""
 
 from __future__ import annotations
 
@@ -31,6 +32,22 @@ def parse_topic(name: str) -> tuple[str, str] | None:
     """(gateway_id, kind) of a contract topic, None for anything else."""
     m = _TOPIC.match(name)
     return (m.group(1), m.group(2)) if m else None
+
+
+def subject_of(topic_name: str) -> str:
+    """The NATS subject of an MQTT topic as NATS's MQTT listener maps it: `a/b/c` ↔ `a.b.c` (contract
+    topics hold none of the characters it maps otherwise: dots, spaces, wildcards)."""
+    return topic_name.replace("/", ".")
+
+
+def topic_of(subject: str) -> str:
+    """The MQTT topic a NATS subject stands for (whether a contract topic or not: `parse_topic` says). A
+    subject holding a `/` came from no MQTT topic (the listener maps a topic's dots to `//`): it stays as it
+    is, so that it cannot pass for one."""
+    return subject if "/" in subject else subject.replace(".", "/")
+
+
+NATS_SUBJECTS = subject_of(TOPIC_ROOT) + ".>"  # every contract message on the clustered broker
 
 
 @cache

@@ -140,28 +140,29 @@ def exit_code(main: Callable[[], int | None], debug: bool) -> int:
 
 
 class BrokerWatch:
-    """Says why a paho client cannot reach its broker: host:port and the cause, at most every 30 s.
+    """Says why a paho client cannot reach its broker (the one it tried): host:port and the cause, at most every
+    30 s.
 
     paho retries by itself and hides the error (on_connect_fail gets no argument, the log says 'Client is
     not connected. Socket: None'); it calls on_connect_fail inside its `except OSError`, where the error
     is still the one being handled.
     """
 
-    def __init__(self, log: logging.Logger, host: str, port: int, remedy: str) -> None:
-        self.log, self.host, self.port, self.remedy = log, host, port, remedy
+    def __init__(self, log: logging.Logger, remedy: str, then: Callable[[], None] = lambda: None) -> None:
+        self.log, self.remedy, self.then = log, remedy, then  # then: after each failed attempt
         self._logged_at = -RETRY_LOG_EVERY_S
 
     def attach(self, client: Any) -> None:
         client.on_connect_fail = self._failed
 
-    def _failed(self, *_: object) -> None:
+    def _failed(self, client: Any, *_: object) -> None:
         now = time.monotonic()
-        if now - self._logged_at < RETRY_LOG_EVERY_S:
-            return
-        self._logged_at = now
-        exc = sys.exception() or ConnectionError("no answer")
-        self.log.warning("%s; retrying", unreachable("the MQTT broker", f"{self.host}:{self.port}", cause(exc),
-                                                     self.remedy))
+        if now - self._logged_at >= RETRY_LOG_EVERY_S:
+            self._logged_at = now
+            exc = sys.exception() or ConnectionError("no answer")
+            self.log.warning("%s; retrying", unreachable("the MQTT broker", f"{client.host}:{client.port}",
+                                                         cause(exc), self.remedy))
+        self.then()
 
 
 class OneLineErrors(logging.Filter):

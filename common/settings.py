@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     # Contract: a PostgreSQL URL and mqtt://user:pass@host:port. Unset means embedded services (`up`).
     database_url: str | None = None
     mqtt_url: str | None = None
+    # The clustered broker instead (docs/scaling.md): its nodes' NATS URLs, comma-separated. Set, ingest
+    # consumes the JetStream consumer of `cargotrace broker init` and needs no CARGOTRACE_MQTT_URL.
+    broker_url: str | None = Field(None, pattern=r"^(nats|tls)://[^,\s]+(,(nats|tls)://[^,\s]+)*$")
     data_dir: str = Field("var", description="where `up` keeps the embedded database and broker state")
 
     api_host: str = "127.0.0.1"
@@ -62,6 +65,9 @@ class Settings(BaseSettings):
                                                    "false for 3.1.1-only brokers (the embedded one)")
     ingest_session_expiry_s: int = 7 * 24 * 3600
     ingest_receive_maximum: int = 1000
+    # Clustered broker: a message a worker took and did not acknowledge within this is given to another
+    # (a worker waiting for the database says it is still at work). Set on the consumer by broker init.
+    ingest_ack_wait_s: float = Field(10.0, gt=0)
 
     crm_poll_seconds: float = 1.0
     # Tenant defaults of the route exceptions, overriding crm_link.thresholds.Thresholds (JSON in the

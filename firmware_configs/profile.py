@@ -25,6 +25,7 @@ REGIONS: dict[str, tuple[str, float]] = {
 }
 MIN_DBM = 5.0
 READ_POWER = "read_power"  # the error type of a read power outside the region's limits
+BROKER_URL = re.compile(r"^mqtts?://[^\s/?#]+/?$")
 ReadPoint = Field(pattern=r"^[A-Za-z0-9._-]{1,64}/[A-Za-z0-9._-]{1,64}$", description="site_id/door_id")
 
 
@@ -56,7 +57,9 @@ class GpsFilter(_Strict):
 
 class Gateway(_Strict):
     id: str = Field(pattern=r"^[a-z0-9-]{1,64}$")
-    broker: str = Field("mqtt://127.0.0.1:1883", pattern=r"^mqtts?://")
+    broker: str | list[str] = Field("mqtt://127.0.0.1:1883", description="the broker's URL; or, for a cluster, "
+                                    "its nodes' URLs, tried in order (each after the one before failed, waiting "
+                                    "longer each round)")
     password_file: str | None = None
     tls_ca_file: str | None = None
     outbox: str = "var/outbox.sqlite"
@@ -72,6 +75,22 @@ class Gateway(_Strict):
     batch_bytes: int = Field(256_000, ge=1024, le=1_000_000)
     smoothing: Smoothing = Smoothing()
     gps_filter: GpsFilter = GpsFilter()
+
+    @field_validator("broker")
+    @classmethod
+    def _broker_urls(cls, value: str | list[str]) -> str | list[str]:
+        urls = [value] if isinstance(value, str) else value
+        if not urls:
+            raise ValueError("a list of brokers names at least one")
+        for url in urls:
+            if not BROKER_URL.match(url):
+                raise ValueError(f"{url!r} is no broker URL: mqtt://HOST:PORT or mqtts://HOST:PORT")
+        return value
+
+    @property
+    def brokers(self) -> list[str]:
+        """The broker URLs in the order they are tried."""
+        return [self.broker] if isinstance(self.broker, str) else list(self.broker)
 
 
 class Antenna(_Strict):

@@ -75,8 +75,19 @@ def check(path: str, seconds: float, say: Say = print) -> int:
 
 
 def _broker(profile: GatewayProfile, verdict: Verdict, say: Say) -> None:
+    """Each broker of the list: a gateway fails over to any of them."""
+    for host, port in client_for(profile.gateway)[1]:
+        if _broker_at(profile, verdict, say, host, port, v5=True):
+            _broker_at(profile, verdict, say, host, port, v5=False)
+    if not profile.gateway.password_file:
+        verdict.warnings.append("no gateway.password_file: the broker lets anyone in as this gateway (a test "
+                                "bench only)")
+
+
+def _broker_at(profile: GatewayProfile, verdict: Verdict, say: Say, host: str, port: int, v5: bool) -> bool:
+    """Log in and write the state topic; True when the broker speaks MQTT 3.1.1 only (NATS): ask again so."""
     cfg = profile.gateway
-    client, host, port = client_for(cfg, v5=True)
+    client = client_for(cfg, v5=v5)[0]
     where = f"the broker at {host}:{port}"
     answered, acked = threading.Event(), threading.Event()
     login: dict[str, Any] = {}
@@ -87,30 +98,30 @@ def _broker(profile: GatewayProfile, verdict: Verdict, say: Say) -> None:
     except (OSError, ValueError) as exc:
         verdict.problems.append(f"cannot reach {where} ({getattr(exc, 'strerror', None) or exc}): check "
                                 f"gateway.broker and the network")
-        return
+        return False
     client.loop_start()
     try:
         if not answered.wait(LOGIN_WAIT_S):
             verdict.problems.append(f"{where} did not answer the login within {LOGIN_WAIT_S:.0f} s")
-            return
+            return False
+        if v5 and login["reason"] == "Unsupported protocol version":
+            return True
         if login["reason"].is_failure:
             verdict.problems.append(f"{where} refused the login as {cfg.id} ({login['reason']}): check "
                                     f"gateway.password_file, or make a new password with `cargotrace gateway "
                                     f"provision {cfg.id}`")
-            return
+            return False
         state = topic(cfg.id, "state")
         client.publish(state, state_message(cfg, "offline", profile.version, {}, {}), qos=1, retain=True)
         if not acked.wait(LOGIN_WAIT_S):
             verdict.problems.append(f"{where} did not acknowledge {cfg.id}'s state within {LOGIN_WAIT_S:.0f} s")
-            return
+            return False
         if login["puback"].is_failure:  # MQTT 5's PUBACK says "not authorized"; 3.1.1's hides it
             verdict.problems.append(f"{where} does not let {cfg.id} write {state}: its ACL must give each gateway "
                                     f"its own topics (deploy/mosquitto/cargotrace.acl)")
-            return
+            return False
         say(f"broker {host}:{port}: logged in as {cfg.id}, wrote its state topic")
-        if not cfg.password_file:
-            verdict.warnings.append("no gateway.password_file: the broker lets anyone in as this gateway (a test "
-                                    "bench only)")
+        return False
     finally:
         client.disconnect()
         client.loop_stop()

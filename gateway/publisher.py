@@ -33,19 +33,27 @@ MAX_INFLIGHT_BATCHES = 8
 SHORT_LIVED_S, TAKEOVERS_PER_MINUTE, WARN_EVERY_S = 10.0, 3, 300.0
 
 
-def client_for(cfg: Gateway, v5: bool = False) -> tuple[mqtt.Client, str, int]:
-    """An MQTT client logging in as the gateway (its id, password and CA), and the broker's host and port.
-    Gateways speak MQTT 3.1.1; `v5` is for a check, as only 5 says why a publish was refused."""
-    url = urlparse(cfg.broker)
+Address = tuple[str, int]
+
+
+def address(broker_url: str) -> Address:
+    url = urlparse(broker_url)
+    return url.hostname or "127.0.0.1", url.port or (8883 if url.scheme == "mqtts" else 1883)
+
+
+def client_for(cfg: Gateway, v5: bool = False) -> tuple[mqtt.Client, list[Address]]:
+    """An MQTT client logging in as the gateway (its id, password and CA), and the brokers' host and port in
+    the order to try them. Gateways speak MQTT 3.1.1; `v5` is for a check, as only 5 says why a publish was
+    refused."""
     client = (mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cfg.id, protocol=mqtt.MQTTv5) if v5 else
               mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cfg.id, clean_session=True))
     if cfg.password_file:
         with naming("gateway.password_file in the profile", cfg.password_file):
             client.username_pw_set(cfg.id, Path(cfg.password_file).read_text().strip())
-    if url.scheme == "mqtts":
+    if any(url.startswith("mqtts://") for url in cfg.brokers):
         with naming("gateway.tls_ca_file in the profile", cfg.tls_ca_file or "the system's CA certificates"):
             client.tls_set(ca_certs=cfg.tls_ca_file, cert_reqs=ssl.CERT_REQUIRED)
-    return client, url.hostname or "127.0.0.1", url.port or (8883 if url.scheme == "mqtts" else 1883)
+    return client, [address(url) for url in cfg.brokers]
 
 
 def state_message(cfg: Gateway, state: str, config_version: str, devices: dict[str, str],
@@ -72,10 +80,12 @@ class Publisher:
         self._short_lived: collections.deque[float] = collections.deque(maxlen=TAKEOVERS_PER_MINUTE)
         self._warned_at = -WARN_EVERY_S
         self.short_lived_connections = 0
-        self.client, self._host, self._port = client_for(cfg)
+        self.client, self._brokers = client_for(cfg)
+        self._broker = 0  # index of the broker in use or being tried
+        self._stopping = False
         self.client.max_inflight_messages_set(MAX_INFLIGHT_BATCHES * 2)
         # The gateway keeps retrying (its outbox holds the events): it says why, now and then.
-        BrokerWatch(log, self._host, self._port, "check gateway.broker in the profile and that the broker runs"
+        BrokerWatch(log, "check gateway.broker in the profile and that the broker runs", then=self._next_broker
                     ).attach(self.client)
         self.client.will_set(topic(cfg.id, "state"), self._state("offline"), qos=1, retain=True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
@@ -83,10 +93,18 @@ class Publisher:
         self.client.on_disconnect = self._on_disconnect
 
     def start(self) -> None:
-        self.client.connect_async(self._host, self._port, keepalive=30)
+        self.client.connect_async(*self._brokers[0], keepalive=30)
         self.client.loop_start()
 
+    def _next_broker(self) -> None:
+        """After a failed attempt or a lost connection, the next broker of the list (paho's thread, before it
+        reconnects; paho's delay between attempts grows from 1 s to 30 s and resets once connected)."""
+        if len(self._brokers) > 1 and not self._stopping:
+            self._broker = (self._broker + 1) % len(self._brokers)
+            self.client.connect_async(*self._brokers[self._broker], keepalive=30)
+
     def stop(self) -> None:
+        self._stopping = True
         if self.connected.is_set():
             info = self.client.publish(topic(self.cfg.id, "state"), self._state("offline"), qos=1, retain=True)
             info.wait_for_publish(timeout=5)
@@ -107,7 +125,7 @@ class Publisher:
         if reason.is_failure:
             log.error("broker refused the connection: %s", reason)
             return
-        log.info("connected to %s:%s", self._host, self._port)
+        log.info("connected to %s:%s", *self._brokers[self._broker])
         self._connected_at = time.monotonic()
         self._connects += 1
         # Connected first: a device change the main loop makes from now on publishes its own state;
@@ -130,6 +148,7 @@ class Publisher:
                             "after it was made: is another box running as gateway %s? (the newest connection of "
                             "an id wins)", TAKEOVERS_PER_MINUTE, self.cfg.id)
         self._connected_at = None
+        self._next_broker()
 
     def pump(self) -> int:
         """Acknowledge what the broker has PUBACKed, then hand it the next batches; returns events sent.

@@ -14,24 +14,21 @@ import queue
 import threading
 import time
 from collections import Counter
-from datetime import timedelta
 from urllib.parse import unquote, urlparse
 
 import paho.mqtt.client as mqtt
-import psycopg
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from common.contract import TOPIC_ROOT
-from common.failures import BrokerWatch, PahoNoise, describe
+from common.failures import BrokerWatch, PahoNoise
 from common.metrics import Sample, serve
 from common.settings import Settings
 from common.stopping import stop_on_signals
-from ingest.validate import Rejected, parse
-from ingest.writer import Accepted, Batch, Dead, Writer
+from ingest.pipeline import PREFIX, Pipeline, Window
+from ingest.writer import Batch
 
 log = logging.getLogger(__name__)
-MAX_DB_BACKOFF_S = 15.0
 
 
 class IngestWorker:
@@ -48,14 +45,12 @@ class IngestWorker:
         # on the current connection is acknowledged (the older one was written; rewriting is a no-op).
         self.connection = 0
         self.ack_lock = threading.Lock()
-        self.counters: Counter[str] = Counter()
+        self.pipeline = Pipeline(settings)
         self.subscribed = threading.Event()
         self.stopping = threading.Event()
         # For the lag metric: receipt time (paho's monotonic msg.timestamp) of the oldest message of
-        # the batch being written, and when the last batch was committed.
+        # the batch being written.
         self.batch_since: float | None = None
-        self.last_commit = time.monotonic()
-        self.database_ok = True
         self.client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
@@ -78,8 +73,7 @@ class IngestWorker:
         client.reconnect_delay_set(1, 30)
         client.enable_logger(log)
         log.addFilter(PahoNoise())
-        BrokerWatch(log, url.hostname or "127.0.0.1", url.port or 1883,
-                    "check CARGOTRACE_MQTT_URL and that the broker runs").attach(client)
+        BrokerWatch(log, "check CARGOTRACE_MQTT_URL and that the broker runs").attach(client)
         return client
 
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object,
@@ -127,53 +121,30 @@ class IngestWorker:
         self.client.loop_start()
         metrics = (serve(s.ingest_metrics_listen, self.samples, self.healthy, "CARGOTRACE_INGEST_METRICS_LISTEN")
                    if s.ingest_metrics_listen else None)
-        conn: psycopg.Connection | None = None
-        writer: Writer | None = None
         try:
             while not stop.is_set():
                 messages, batch = self._collect(stop)
                 if not messages:
                     continue
-                backoff = 0.5
-                while True:
-                    try:
-                        if writer is None:
-                            conn = psycopg.connect(s.database_url)  # type: ignore[arg-type]
-                            writer = Writer(conn)
-                        written = writer.write(batch)
-                        self.database_ok = True
-                        break
-                    except psycopg.OperationalError as exc:
-                        log.warning("database unavailable: %s; retrying in %.1f s", describe(exc) or exc, backoff)
-                        self.counters["database errors"] += 1
-                        self.database_ok = False
-                        if conn is not None:
-                            conn.close()
-                        conn = writer = None
-                        if stop.wait(backoff):
-                            return  # not acknowledged: the broker redelivers to the next worker
-                        backoff = min(backoff * 2, MAX_DB_BACKOFF_S)
+                if self.pipeline.write(batch, len(messages), stop) is None:
+                    return  # not acknowledged: the broker redelivers to the next worker
                 self._acknowledge(messages)
-                self.batch_since, self.last_commit = None, time.monotonic()
-                self.counters["messages"] += len(messages)
-                self.counters["observations"] += written.observations
-                self.counters["positions"] += written.positions
-                if written.unstorable:
-                    self.counters["rejected: unstorable"] += written.unstorable
-                if written.conflicts:
-                    self.counters["rejected: conflicting duplicate"] += written.conflicts
+                self.batch_since = None
         finally:
             self.stopping.set()
             self.client.disconnect()
             self.client.loop_stop()
-            if conn is not None:
-                conn.close()
+            self.pipeline.close()
             if metrics:
                 metrics.shutdown()
             log.info("ingest stopped: %s", json.dumps(dict(self.counters), sort_keys=True))
 
+    @property
+    def counters(self) -> Counter[str]:
+        return self.pipeline.counters
+
     def healthy(self) -> bool:
-        return self.client.is_connected() and self.subscribed.is_set() and self.database_ok
+        return self.client.is_connected() and self.subscribed.is_set() and self.pipeline.database_ok
 
     def lag_seconds(self) -> float:
         """Age of the oldest message received and not yet committed (0 when none waits)."""
@@ -184,23 +155,10 @@ class IngestWorker:
         return max(0.0, time.monotonic() - since) if since is not None else 0.0
 
     def samples(self) -> list[Sample]:
-        i = "cargotrace_ingest_"
-        counts = dict(self.counters)
-        out: list[Sample] = [
-            (i + "messages_total", {}, counts.get("messages", 0)),
-            (i + "observations_total", {}, counts.get("observations", 0)),
-            (i + "positions_total", {}, counts.get("positions", 0)),
-            (i + "database_errors_total", {}, counts.get("database errors", 0)),
-            (i + "redelivered_total", {}, counts.get("redelivered after reconnect", 0)),
-            (i + "lag_seconds", {}, self.lag_seconds()),
-            (i + "last_commit_age_seconds", {}, time.monotonic() - self.last_commit),
-            (i + "queued_messages", {}, self.inbox.qsize()),
-            (i + "broker_connected", {}, float(self.client.is_connected())),
-        ]
-        out += [(i + f"{kind}_total", {"reason": key.split(": ", 1)[1]}, n)
-                for key, n in sorted(counts.items()) for kind in ("rejected", "quarantined")
-                if key.startswith(f"{kind}: ")]
-        return out
+        return [*self.pipeline.samples(),
+                (PREFIX + "lag_seconds", {}, self.lag_seconds()),
+                (PREFIX + "queued_messages", {}, self.inbox.qsize()),
+                (PREFIX + "broker_connected", {}, float(self.client.is_connected()))]
 
     def _acknowledge(self, messages: list[tuple[int, mqtt.MQTTMessage]]) -> None:
         with self.ack_lock:
@@ -212,40 +170,27 @@ class IngestWorker:
 
     def _collect(self, stop: threading.Event) -> tuple[list[tuple[int, mqtt.MQTTMessage]], Batch]:
         """Messages until the batch holds enough events or its time is up."""
-        s = self.settings
         messages: list[tuple[int, mqtt.MQTTMessage]] = []
         batch = Batch()
-        events = 0
-        deadline = None
-        while events < s.ingest_batch_events and not stop.is_set():
-            timeout = 0.5 if deadline is None else deadline - time.monotonic()
-            if timeout <= 0:
-                break
+        window = Window(self.settings)
+        while not stop.is_set() and (timeout := window.wait()) > 0:
             try:
                 connection, msg = self.inbox.get(timeout=timeout)
             except queue.Empty:
-                if deadline is None:
-                    continue
-                break
-            deadline = deadline or time.monotonic() + s.ingest_batch_seconds
+                if window.started:
+                    break
+                continue
             if self.batch_since is None:
                 self.batch_since = msg.timestamp
             messages.append((connection, msg))
-            try:
-                rows = parse(msg.topic, msg.payload, s.ingest_max_message_bytes,
-                             max_ahead=timedelta(seconds=s.ingest_max_ahead_s))
-                batch.accepted.append(Accepted(msg.topic, msg.payload, rows))
-                events += len(rows.observations) + len(rows.positions) + len(rows.states) + len(rows.quarantined)
-                for _, reason in rows.quarantined:
-                    self.counters[f"quarantined: {reason.split(':', 1)[0]}"] += 1
-            except Rejected as exc:
-                self.counters[f"rejected: {exc.reason}"] += 1
-                batch.dead.append(Dead(msg.topic, msg.payload, str(exc), retained=bool(msg.retain)))
-                events += 1
+            window.add(self.pipeline.add(batch, msg.topic, msg.payload, retained=bool(msg.retain)))
         return messages, batch
 
 
 def run(settings: Settings, stop: threading.Event | None = None) -> None:
+    """The worker of the broker the settings name: the clustered one's JetStream consumer, else MQTT."""
+    from ingest.jetstream_worker import JetStreamWorker  # nats-py: only where the cluster is used
+
     stop = stop or threading.Event()
     stop_on_signals(stop)
-    IngestWorker(settings).run(stop)
+    (JetStreamWorker if settings.broker_url else IngestWorker)(settings).run(stop)

@@ -134,12 +134,27 @@ def _registered(database_url: str, req: Any) -> Iterator[None]:
         conn.commit()
 
 
+def _broker_url() -> str:
+    return _required("broker_url", "the NATS cluster's nodes, e.g. nats://nats-1:4222,nats://nats-2:4222,"
+                                   "nats://nats-3:4222")
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from ingest.worker import run
 
     _database_url()
-    _mqtt_url()
+    if not get_settings().broker_url:  # the clustered broker instead of MQTT
+        _mqtt_url()
     run(get_settings())
+    return 0
+
+
+def cmd_broker_init(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ingest.jetstream import init
+
+    print(asyncio.run(init(_broker_url(), args.replicas, get_settings().ingest_ack_wait_s)))
     return 0
 
 
@@ -384,7 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-register", action="store_true",
                    help="do not register it in the master data (done when CARGOTRACE_DATABASE_URL is set)")
 
-    add("ingest", cmd_ingest, "consume gateway messages from MQTT into the database")
+    add("ingest", cmd_ingest, "consume gateway messages from MQTT (or the NATS cluster's JetStream consumer, "
+        "when CARGOTRACE_BROKER_URL is set) into the database")
     api = add("api", cmd_api, "serve the tracking API and web pages")
     api.add_argument("--host", help="bind address (default from settings)")
     api.add_argument("--port", type=int, help="port (default from settings)")
@@ -431,6 +447,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("restore", cmd_db_restore, "restore a pg_dump (custom format) into an empty database, of this "
             "cluster or a new one: roles first, the correlator's cursors re-derived after", db_sub)
     p.add_argument("dump", help="the file of pg_dump --format=custom")
+
+    broker = sub.add_parser("broker", help="the clustered broker (NATS JetStream)",
+                            description="the clustered broker (NATS JetStream)")
+    broker_sub = broker.add_subparsers(dest="broker_command", required=True, metavar="COMMAND")
+    p = add("init", cmd_broker_init, "create ingest's durable consumer on the cluster's MQTT message stream, "
+            "before any gateway publishes (idempotent; CARGOTRACE_BROKER_URL names the nodes)", broker_sub)
+    p.add_argument("--replicas", type=int, default=3, choices=(1, 3, 5),
+                   help="replicas of the stream when this creates it (default 3: one node may fail)")
 
     keys = sub.add_parser("keys", help="API keys", description="API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")

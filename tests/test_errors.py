@@ -234,7 +234,7 @@ def test_ingest_without_its_broker_says_where_and_why(tmp_path: Path, db_url: st
 def test_the_broker_warning_comes_once_per_period_while_paho_retries(caplog: pytest.LogCaptureFixture) -> None:
     port = free_port()
     log = logging.getLogger("tests.broker_watch")
-    watch = BrokerWatch(log, "127.0.0.1", port, "check it")
+    watch = BrokerWatch(log, "check it")
     failures: list[int] = []
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     watch.attach(client)

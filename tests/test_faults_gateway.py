@@ -7,41 +7,19 @@ import contextlib
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
 import yaml
 
-from device_drivers.simulators import drive, open_pty_pair, portal_passage
 from tests.brokers import Mosquitto
 from tests.helpers import Processes, Subscriber, wait_for
-
-
-def tags(start: int, count: int) -> list[str]:
-    return [f"3074257BF7194E40{i:08X}" for i in range(start, start + count)]
-
-
-def outbox_depth(path: Path) -> int:
-    """Events in the outbox the broker has not acknowledged yet."""
-    if not path.exists():
-        return 0
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        return db.execute("SELECT count(*) FROM events WHERE acked_at IS NULL").fetchone()[0]
-
-
-def outbox_last_seq(path: Path) -> int:
-    """The last seq the gateway ever gave out (SQLite keeps it for AUTOINCREMENT keys)."""
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-    return row[0] if row else 0
+from tests.rigs import Box, outbox_depth, outbox_last_seq, tags
 
 
 def db_counts(db_url: str, gateway_id: str) -> tuple[int, int, int, int]:
@@ -57,21 +35,12 @@ def db_counts(db_url: str, gateway_id: str) -> tuple[int, int, int, int]:
 class Drill:
     def __init__(self, tmp_path: Path, db_url: str, outbox: Path | None = None) -> None:
         self.broker = Mosquitto(tmp_path / "broker").start()
-        self.gateway_id = f"drill-{uuid.uuid4().hex[:8]}"
-        self.reader_fd, reader_port = open_pty_pair()
-        self.gps_fd, gps_port = open_pty_pair()
-        self.outbox = outbox or tmp_path / "outbox.sqlite"
-        self.profile = tmp_path / "gw.yaml"
-        self.profile.write_text(yaml.safe_dump({
-            "gateway": {"id": self.gateway_id, "broker": self.broker.url, "outbox": str(self.outbox),
-                        "smoothing": {"absent_s": 0.3}},
-            "readers": [{"name": "door", "protocol": "thingmagic-mercury", "port": reader_port,
-                         "antennas": [{"port": 1, "read_point": "wh-sh1/door-03", "side": "outer"},
-                                      {"port": 2, "read_point": "wh-sh1/door-03", "side": "inner"}]}],
-            "gps": {"port": gps_port, "vehicle": "TRK-042"}}))
-        env = {**os.environ, "CARGOTRACE_DATABASE_URL": db_url, "CARGOTRACE_MQTT_URL": self.broker.url,
-               "CARGOTRACE_INGEST_CLIENT_ID": f"ingest-{self.gateway_id}"}
+        env = {**os.environ, "CARGOTRACE_DATABASE_URL": db_url, "CARGOTRACE_MQTT_URL": self.broker.url}
         self.procs = Processes(env, tmp_path)
+        self.box = Box(tmp_path, self.procs, self.broker.url, outbox=outbox or tmp_path / "outbox.sqlite")
+        self.gateway_id, self.outbox, self.profile = self.box.gateway_id, self.box.outbox, self.box.profile
+        self.procs.env["CARGOTRACE_INGEST_CLIENT_ID"] = f"ingest-{self.gateway_id}"
+        self.start_gateway, self.pass_door, self.drive = self.box.start, self.box.pass_door, self.box.drive
         self.db_url = db_url
 
     def start_ingest(self) -> None:
@@ -80,24 +49,10 @@ class Drill:
         self.procs.start("ingest", "ingest")
         wait_for(lambda: "subscribed" in self.procs.log("ingest"), timeout=30, what="ingest to subscribe")
 
-    def start_gateway(self) -> None:
-        opened = self.procs.log("gateway").count("door: open") if (self.procs.logs / "gateway.log").exists() else 0
-        self.procs.start("gateway", "gateway", "--config", str(self.profile))
-        wait_for(lambda: self.procs.log("gateway").count("door: open") > opened, timeout=30, what="the reader port")
-
-    def pass_door(self, epcs: list[str]) -> None:
-        for i in range(0, len(epcs), 50):
-            os.write(self.reader_fd, portal_passage(epcs[i:i + 50], outer=1, inner=2, outward=True, reads_per_side=2))
-
-    def drive(self, waypoints: list[tuple[float, float]]) -> None:
-        for epoch in drive(waypoints, 80, start=datetime.now(UTC)):
-            os.write(self.gps_fd, epoch)
-
     def close(self) -> None:
         self.procs.stop()
         self.broker.stop()
-        os.close(self.reader_fd)
-        os.close(self.gps_fd)
+        self.box.close()
 
 
 @pytest.fixture
