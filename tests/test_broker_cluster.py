@@ -102,6 +102,7 @@ def _cargotrace(*args: str, broker_url: str) -> subprocess.CompletedProcess[str]
                           timeout=60)
 
 
+@pytest.mark.parametrize("cluster", ["wheel"], indirect=True)
 def test_broker_init_and_ingest_say_in_one_line_what_is_missing(cluster: NatsCluster) -> None:
     nowhere = f"nats://127.0.0.1:{free_port()}"
     refused = _cargotrace("broker", "init", broker_url=nowhere)
