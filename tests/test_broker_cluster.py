@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import nats
 import pytest
 import yaml
 from hypothesis import given
@@ -19,11 +20,11 @@ from hypothesis import strategies as st
 from common.contract import KINDS, NATS_SUBJECTS, parse_topic, subject_of, topic, topic_of
 from common.settings import Settings
 from gateway.check import check
-from ingest.jetstream import init, servers
+from ingest.jetstream import consumer_exists, init, servers
 from ingest.jetstream_worker import JetStreamWorker
 from launcher.embedded import free_port
 from tests.brokers import NATS_SERVERS, NatsCluster
-from tests.helpers import wait_for
+from tests.helpers import Processes, wait_for
 from tests.test_faults_ingest import Stream, counts
 
 gateway_ids = st.from_regex(r"[a-z0-9-]{1,64}", fullmatch=True)
@@ -101,6 +102,7 @@ def _cargotrace(*args: str, broker_url: str) -> subprocess.CompletedProcess[str]
                           timeout=60)
 
 
+@pytest.mark.parametrize("cluster", ["wheel"], indirect=True)
 def test_broker_init_and_ingest_say_in_one_line_what_is_missing(cluster: NatsCluster) -> None:
     nowhere = f"nats://127.0.0.1:{free_port()}"
     refused = _cargotrace("broker", "init", broker_url=nowhere)
@@ -123,3 +125,36 @@ def test_gateway_check_logs_in_to_every_node_of_the_list_in_mqtt_3_1_1(cluster: 
     assert check(str(profile), 1, lines.append) == 0, lines
     assert [line for line in lines if line.startswith("broker ")] == [
         f"broker 127.0.0.1:{node.mqtt}: logged in as dock-1, wrote its state topic" for node in cluster.nodes]
+
+
+@pytest.mark.parametrize("cluster", ["wheel"], indirect=True)
+def test_ingest_started_while_two_nodes_are_down_waits_for_the_majority(cluster: NatsCluster, db_url: str,
+                                                                          tmp_path: Path) -> None:
+    asyncio.run(init(cluster.url, 3, 10))
+    for node in cluster.nodes[1:]:
+        node.stop()
+    wait_for(lambda: not asyncio.run(_answers(cluster.url)), timeout=60, what="the last node to give up leading")
+    procs = Processes({**os.environ, "CARGOTRACE_BROKER_URL": cluster.url, "CARGOTRACE_DATABASE_URL": db_url},
+                      tmp_path)
+    procs.start("ingest", "ingest")
+    try:
+        wait_for(lambda: "does not answer JetStream requests" in procs.log("ingest"), what="ingest waiting")
+        for node in cluster.nodes[1:]:
+            cluster.start_node(node)
+        wait_for(lambda: "bound to consumer" in procs.log("ingest"), timeout=60, what="ingest bound")
+        stream = Stream(cluster.mqtt_urls()[0])
+        sent = stream.publish(50)
+        stream.close()
+        assert wait_for(lambda: (c := counts(db_url))[0] >= sent and c, what="every event")[:2] == (sent, sent)
+        procs.check_alive()
+    finally:
+        procs.stop()
+
+
+async def _answers(broker_url: str) -> bool:
+    """Whether JetStream answers for ingest's consumer (a lone node leads on for some seconds)."""
+    nc = await nats.connect(servers(broker_url))
+    try:
+        return await consumer_exists(nc.jetstream(timeout=1))
+    finally:
+        await nc.close()

@@ -83,7 +83,7 @@ def _commands(*prefix: str) -> dict[str, list[str]]:
 def test_ingest_runs_as_one_worker_with_a_plain_subscription_under_its_own_broker_user() -> None:
     """Mosquitto 2.0 loses a shared group's messages across a restart; client ids are user names, so a
     second worker would need a user of its own (and the ACL a section for it)."""
-    (worker,) = [_env(SERVICES[n]) for n in _commands("cargotrace", "ingest")]
+    (worker,) = [_env(SERVICES[n]) for n in _commands("cargotrace", "ingest") if "profiles" not in SERVICES[n]]
     assert "CARGOTRACE_INGEST_SHARED_GROUP" not in worker
     user = urlparse(worker["CARGOTRACE_MQTT_URL"]).username
     assert f"user {user}\ntopic read cargotrace/v1/#" in (DEPLOY / "mosquitto" / "cargotrace.acl").read_text()
@@ -103,7 +103,7 @@ def test_api_replicas_sit_behind_the_proxy_on_the_port_they_serve() -> None:
 
 def test_every_long_running_process_serves_the_health_its_healthcheck_asks() -> None:
     for name, command in _commands("cargotrace").items():
-        if command[1] in ("db", "keys", "config", "gateway"):  # one-shot commands
+        if command[1] in ("db", "keys", "config", "gateway", "broker"):  # one-shot commands
             continue
         args = build_parser().parse_args(command[1:])
         env = _env(SERVICES[name])
@@ -122,3 +122,31 @@ def test_the_simulated_gateway_is_a_gateway_the_acl_confines() -> None:
     assert acl_problems((DEPLOY / "mosquitto" / "cargotrace.acl").read_text(), args.gateway_id) == []
     secret = SERVICES[name]["secrets"][0]
     assert args.password_file == f"/run/secrets/{secret}" and secret in COMPOSE["secrets"]
+
+
+CLUSTER = {name: s for name, s in SERVICES.items() if "cluster" in s.get("profiles", [])}
+NODES = {name: s for name, s in CLUSTER.items() if s["image"].startswith("nats:")}
+
+
+def test_the_cluster_profile_runs_three_nats_nodes_on_the_shipped_file_with_every_value_it_asks() -> None:
+    conf = (DEPLOY / "nats" / "cargotrace.conf").read_text()
+    asked = set(re.findall(r"\$(NATS_[A-Z0-9_]+)", conf))
+    assert len(NODES) == 3 and asked
+    for service in NODES.values():
+        assert "./nats/cargotrace.conf:/etc/nats/cargotrace.conf:ro" in service["volumes"]
+        assert service["command"] == ["-c", "/etc/nats/cargotrace.conf"]
+        assert set(service["environment"]) == asked
+        routes = {v for k, v in service["environment"].items() if k.startswith("NATS_ROUTE_")}
+        assert routes == {f"nats-route://{name}:6222" for name in NODES}
+    assert len({s["environment"]["NATS_NAME"] for s in NODES.values()}) == 3
+    assert re.search(r"^\s*stream_replicas: 3$", conf, re.M)
+
+
+def test_cluster_ingest_workers_start_after_broker_init_and_name_every_node() -> None:
+    (init,) = [n for n, s in CLUSTER.items() if s.get("command") == ["cargotrace", "broker", "init"]]
+    (workers,) = [n for n, s in CLUSTER.items() if s.get("command") == ["cargotrace", "ingest"]]
+    assert CLUSTER[workers]["depends_on"][init] == {"condition": "service_completed_successfully"}
+    assert CLUSTER[workers]["deploy"]["replicas"] >= 2
+    urls = {_env(CLUSTER[n])["CARGOTRACE_BROKER_URL"] for n in (init, workers)}
+    assert urls == {",".join(f"nats://{name}:4222" for name in NODES)}
+    assert Settings(broker_url=urls.pop()).broker_url
