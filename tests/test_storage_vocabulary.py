@@ -24,6 +24,9 @@ CHECKED = {
     ("webhook_subscriptions", "audience"): v.AUDIENCES,
     ("customers", "language"): v.LANGUAGES,
     ("gateways", "kind"): v.GATEWAY_KINDS,
+    ("demands", "eta_method"): v.ETA_METHODS,
+    ("eta_history", "method"): v.ETA_METHODS,
+    ("eta_calibration", "method"): v.ETA_METHODS,
 }
 
 
