@@ -32,7 +32,7 @@ from crm_link.eta_model import (
 from crm_link.geo import pieces_ahead
 from crm_link.grid import cells, neighbourhood
 
-FADES_M = (0.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0)  # 0: the live ratio left out
+FADES_M = (0.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0)  # "near the truck"; 0: the live ratio left out
 QUERY_EVERY_S = 300.0
 TRIPS = 300  # the newest past trips measured
 

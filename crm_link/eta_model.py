@@ -29,8 +29,9 @@ PRIOR_M = 500.0  # history a cell's own pace needs to count as much as the pace 
 KNOWN_M = 1000.0  # a cell is known once this much driving in it is folded
 MIN_COVERAGE = 0.5  # of the route ahead in known cells, for the profile to be used
 MIN_PAIRS = 500  # pairs in the whole profile, for the profile to be used
-LIVE_WINDOW_S = 600.0
-LIVE_PRIOR_S = 60.0  # the live ratio leans to 1 until the window holds more than this of driving
+LIVE_WINDOW_S = 300.0  # the live ratio: the last five minutes
+LIVE_HALF_LIFE_S = 40.0  # of a fix's weight in it (today's speed average: 0.2 a fix, 10 s apart)
+LIVE_PRIOR_S = 10.0  # (weighted) seconds of driving the live ratio needs to count half
 RATIO_RANGE = (0.2, 8.0)
 FADE_M = 2000.0  # until measured
 MAX_GAP_S = 120.0
@@ -38,6 +39,7 @@ DWELL_S = 300.0
 MATCH_M = 200.0  # a past trip passed a place when a point of its path is this close
 K = 5
 K_MIN = 3
+MAX_UNLIKE = 2.0  # a past trip further off (4 h of the day, or 2.25 times the pace) is not like this one
 MIN_QUERIES = 20  # measured queries a band or a weight needs
 DEFAULT_BAND = (math.log(0.8), math.log(1.35))  # ln(actual / predicted time to go), until measured
 BUCKETS_S = (900.0, 2700.0)  # time to go: under 15 min, 15-45 min, more
@@ -189,15 +191,20 @@ class Forecast:
 
 
 def live_ratio(recent: Fixes, profile: ProfileView) -> float:
-    """The time the vehicle took over its recent fixes over what the profile expects of them there."""
+    """The time the vehicle took over its recent fixes over what the profile expects of them there, the
+    newest counting most (weights halve every LIVE_HALF_LIFE_S back), so a jam shows at once and its
+    end as soon."""
     dt = np.diff(recent.t)
     d = metres(recent.lat[:-1], recent.lon[:-1], recent.lat[1:], recent.lon[1:])
-    keep = dt <= MAX_GAP_S
     c = cells((recent.lat[:-1] + recent.lat[1:]) / 2, (recent.lon[:-1] + recent.lon[1:]) / 2)
     h = hours_of_week(recent.t[:-1])
-    expected = sum(d[i] * profile.pace(int(c[i]), int(h[i])) for i in np.nonzero(keep)[0])
-    ratio = (float(dt[keep].sum()) + LIVE_PRIOR_S) / (expected + LIVE_PRIOR_S)
-    return float(np.clip(ratio, *RATIO_RANGE))
+    w = np.where(dt <= MAX_GAP_S, 0.5 ** ((recent.t[-1] - recent.t[1:]) / LIVE_HALF_LIFE_S), 0.0)
+    expected = sum(w[i] * d[i] * profile.pace(int(c[i]), int(h[i])) for i in np.nonzero(w)[0])
+    took = float((w * dt).sum())
+    if took == 0:
+        return 1.0
+    ratio = np.clip(took / max(expected, 1e-9), *RATIO_RANGE)
+    return float(ratio ** (took / (took + LIVE_PRIOR_S)))  # leaning to 1 while little was seen
 
 
 def profile_s(at: float, ahead: Ahead, recent: Fixes, profile: ProfileView, fade_m: float) -> float | None:
@@ -251,9 +258,8 @@ def passages(trips: list[PastTrip], at: float, recent: Fixes, dest: tuple[float,
 
 
 def past_trips_s(found: list[Passage]) -> float | None:
-    if len(found) < K_MIN:
-        return None
-    return float(np.median([p.to_go_s for p in sorted(found, key=lambda p: p.unlike)[:K]]))
+    alike = sorted((p for p in found if p.unlike <= MAX_UNLIKE), key=lambda p: p.unlike)
+    return float(np.median([p.to_go_s for p in alike[:K]])) if len(alike) >= K_MIN else None
 
 
 def usual_stops_s(found: list[Passage]) -> float:

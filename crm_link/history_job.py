@@ -40,3 +40,11 @@ def refresh(conn: psycopg.Connection) -> Refreshed:
         log.info("speed history: %d fixes folded, %d past trips added, %d paths built, calibrated on %d queries",
                  folded, trips, built, queries)
     return Refreshed(folded, trips, built, queries)
+
+
+def build_all(conn: psycopg.Connection) -> Refreshed:
+    """Everything at once, the calibration too whatever its age: a first build over stored history."""
+    folded, trips, built = speed_profile.fold_pending(conn), past_trips.register_arrivals(conn), 0
+    while n := past_trips.build_paths(conn):
+        built += n
+    return Refreshed(folded, trips, built, calibrate(conn))
