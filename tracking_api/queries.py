@@ -19,7 +19,7 @@ SELECT d.customer_id, d.external_ref, d.status, d.status_at, d.origin_site_id, d
        coalesce(d.destination_lat, s.lat) AS destination_lat, coalesce(d.destination_lon, s.lon) AS destination_lon,
        coalesce(d.destination_radius_m, s.radius_m) AS destination_radius_m,
        d.pickup_from, d.pickup_to, d.delivery_from, d.delivery_to, d.rush, d.service_level, d.vehicle_id,
-       d.planned_route, d.eta, d.eta_computed_at, d.created_at, d.updated_at,
+       d.planned_route, d.eta, d.eta_p10, d.eta_p90, d.eta_method, d.eta_computed_at, d.created_at, d.updated_at,
        (SELECT json_build_object('total', count(*), 'loaded', count(loaded_at), 'delivered', count(delivered_at))
         FROM demand_items WHERE demand_id = d.id) AS items,
        (SELECT coalesce(json_agg(json_build_object('status', status, 'ts', ts, 'biz_step', biz_step, 'place', place,
@@ -49,7 +49,8 @@ def shipments(conn: psycopg.Connection, customer_id: str, status: str | None, si
               until: datetime | None, after: int, limit: int) -> list[dict]:
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
-            "SELECT id, external_ref, status, status_at, vehicle_id, delivery_to, eta FROM demands "
+            "SELECT id, external_ref, status, status_at, vehicle_id, delivery_to, eta, eta_p10, eta_p90, eta_method "
+            "FROM demands "
             "WHERE customer_id = %(c)s AND (%(s)s::text IS NULL OR status = %(s)s) "
             "AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s) "
             "AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s) "
@@ -140,7 +141,8 @@ def vehicles(conn: psycopg.Connection, after: str = "", limit: int = 500) -> lis
     rows = master_data.page(conn, "vehicles", after, limit)
     with conn.cursor(row_factory=dict_row) as cur:
         trips = cur.execute(
-            "SELECT d.vehicle_id, d.external_ref, d.customer_id, d.status, d.planned_route, d.eta, "
+            "SELECT d.vehicle_id, d.external_ref, d.customer_id, d.status, d.planned_route, "
+            "d.eta, d.eta_p10, d.eta_p90, d.eta_method, "
             "coalesce(d.destination_lat, s.lat) AS lat, coalesce(d.destination_lon, s.lon) AS lon, "
             "coalesce(d.destination_radius_m, s.radius_m) AS radius_m "
             "FROM demands d LEFT JOIN sites s ON s.id = d.destination_site_id "
@@ -183,7 +185,8 @@ def customer_record(conn: psycopg.Connection, customer_id: str) -> dict[str, Any
             "LEFT JOIN demands d ON d.id = f.demand_id WHERE f.customer_id = %s ORDER BY f.id DESC LIMIT 100",
             (customer_id,)).fetchall()
         demands = cur.execute(
-            "SELECT external_ref, status, status_at, delivery_to, eta, vehicle_id, rush, service_level FROM demands "
+            "SELECT external_ref, status, status_at, delivery_to, eta, eta_p10, eta_p90, eta_method, vehicle_id, rush, "
+            "service_level FROM demands "
             "WHERE customer_id = %s ORDER BY (status = 'delivered'), id DESC LIMIT 100", (customer_id,)).fetchall()
         changes = cur.execute(
             "SELECT d.external_ref, h.changed_at, h.changes FROM demand_history h JOIN demands d ON d.id = h.demand_id "
