@@ -18,11 +18,13 @@ vehicle's later fixes were folded is left out (it would pair backwards).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 from crm_link.correlate import _HORIZON
 from crm_link.grid import ANY_HOUR, BUCKET_KMH, BUCKETS, Floats, Ints, cells, hours_of_week, metres
@@ -177,13 +179,15 @@ def fold_pending(conn: psycopg.Connection) -> int:
         txid, last_id = cur.execute("SELECT txid::text, id FROM consumer_cursors WHERE consumer = %s FOR UPDATE",
                                     (PROFILE_CURSOR,)).fetchone()
         bounds = {"txid": txid, "id": last_id, "horizon": cur.execute(f"SELECT ({_HORIZON})::text", ()).fetchone()[0]}
-        small = cur.execute(f"SELECT count(*) < {SMALL} FROM (SELECT FROM positions WHERE {_PENDING} LIMIT {SMALL}) p",
-                            bounds).fetchone()[0]
+        small = cur.execute(f"SELECT count(*) < {SMALL} FROM (SELECT FROM positions WHERE {_PENDING} "
+                            f"ORDER BY txid, id LIMIT {SMALL}) AS p", bounds).fetchone()[0]  # by the index
         partitioned = cur.execute("SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhparent = 'positions'::regclass)"
                                   ).fetchone()[0]
         tails: dict[int, Tail] = {}
         parts, read = [], 0
-        for vehicle, t, lat, lon in _indexed(cur, bounds) if small or partitioned else _ranges(cur, bounds):
+        chunks = (_indexed(cur, bounds, SMALL) if small else _indexed(cur, bounds, None) if partitioned
+                  else _ranges(conn, bounds))
+        for vehicle, t, lat, lon in chunks:
             present = np.unique(vehicle).tolist()
             tails |= _tails(cur, [v for v in present if v not in tails])
             sums, moved = fold(vehicle, t, lat, lon, tails)
@@ -204,24 +208,39 @@ _PENDING = "(txid, id) > (%(txid)s::xid8, %(id)s) AND txid < %(horizon)s::xid8"
 # Fixes as one row of arrays: a million cross in about a second this way, several times faster than
 # row by row. A vehicle is its hashtextextended key (a number: the tails' key too).
 _ARRAYS = ("SELECT array_agg(hashtextextended(vehicle_id, 0)), array_agg(date_part('epoch', ts)), array_agg(lat), "
-           "array_agg(lon) FROM positions WHERE " + _PENDING)
+           "array_agg(lon) FROM (SELECT vehicle_id, ts, lat, lon FROM positions WHERE " + _PENDING + " {}) AS p")
 
 
-def _indexed(cur: psycopg.Cursor, bounds: dict[str, Any]) -> Iterator[tuple[np.ndarray, ...]]:
-    columns = cur.execute(_ARRAYS, bounds).fetchone()
+def _indexed(cur: psycopg.Cursor, bounds: dict[str, Any], limit: int | None) -> Iterator[tuple[np.ndarray, ...]]:
+    """The pending fixes in one piece, in (txid, id) order: through the index, when `limit` (which does
+    not cut them: there are fewer) says they are few, whatever the planner's statistics say."""
+    columns = cur.execute(_ARRAYS.format(f"ORDER BY txid, id LIMIT {limit}" if limit else ""), bounds).fetchone()
     if columns[0] is not None:
         yield tuple(np.array(c) for c in columns)
 
 
-def _ranges(cur: psycopg.Cursor, bounds: dict[str, Any]) -> Iterator[tuple[np.ndarray, ...]]:
+def _ranges(conn: psycopg.Connection, bounds: dict[str, Any]) -> Iterator[tuple[np.ndarray, ...]]:
     """The pending fixes block range by block range (sequential reads; rows below the horizon were all
-    written before the table's size is taken, so none lies beyond it)."""
-    pages = cur.execute("SELECT pg_relation_size('positions') / current_setting('block_size')::int").fetchone()[0]
-    for first in range(0, pages, RANGE_PAGES):
-        columns = cur.execute(_ARRAYS + " AND ctid >= %(first)s::text::tid AND ctid < %(end)s::text::tid",
-                              {**bounds, "first": f"({first},0)", "end": f"({first + RANGE_PAGES},0)"}).fetchone()
-        if columns[0] is not None:
-            yield tuple(np.array(c) for c in columns)
+    written before the table's size is taken, so none lies beyond it). A connection of its own reads
+    the next range while this one's fixes are folded."""
+    reading = make_conninfo(conn.info.dsn, password=conn.info.password)
+    with psycopg.connect(reading, autocommit=True) as reader, reader.cursor(binary=True) as cur, \
+            ThreadPoolExecutor(1) as ahead:
+        pages = cur.execute("SELECT pg_relation_size('positions') / current_setting('block_size')::int").fetchone()[0]
+        query = _ARRAYS.format("AND ctid >= %(first)s::text::tid AND ctid < %(end)s::text::tid")
+
+        def read(first: int) -> tuple:
+            return cur.execute(query, {**bounds, "first": f"({first},0)", "end": f"({first + RANGE_PAGES},0)"}
+                               ).fetchone()
+
+        starts = range(0, pages, RANGE_PAGES)
+        coming = ahead.submit(read, starts[0]) if starts else None
+        for first in starts:
+            columns = coming.result()
+            if first + RANGE_PAGES < pages:
+                coming = ahead.submit(read, first + RANGE_PAGES)
+            if columns[0] is not None:
+                yield tuple(np.array(c) for c in columns)
 
 
 def _tails(cur: psycopg.Cursor, vehicles: list[int]) -> dict[int, Tail]:
