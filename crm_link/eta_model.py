@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from crm_link.grid import ANY_HOUR, BUCKET_KMH, Floats, cells, hours_of_week, metres
+from crm_link.grid import ANY_HOUR, BUCKET_KMH, Floats, cells, hour_of_week, hours_of_week, metres, metres_from
 
 PIECE_M = 100.0
 PRIOR_M = 500.0  # history a cell's own pace needs to count as much as the pace around it
@@ -130,11 +130,11 @@ class PastTrip:
 
     def match(self, lat: float, lon: float, dest_lat: float, dest_lon: float) -> tuple[int, int] | None:
         """Where it passed this place and then the destination (point indices), if it did."""
-        near = metres(self.lat, self.lon, lat, lon)
+        near = metres_from(self.lat, self.lon, lat, lon)
         a = int(np.argmin(near))
         if near[a] > MATCH_M:
             return None
-        there = np.nonzero(metres(self.lat[a:], self.lon[a:], dest_lat, dest_lon) <= MATCH_M)[0]
+        there = np.nonzero(metres_from(self.lat[a:], self.lon[a:], dest_lat, dest_lon) <= MATCH_M)[0]
         return (a, a + int(there[0])) if len(there) else None
 
     def long_stops_s(self, a: int, b: int) -> float:
@@ -219,9 +219,9 @@ def profile_s(at: float, ahead: Ahead, recent: Fixes, profile: ProfileView, fade
     ratio = live_ratio(recent, profile) if fade_m > 0 else 1.0
     start = np.r_[0.0, np.cumsum(ahead.length)[:-1]]
     scale = 1 + (ratio - 1) * np.exp(-start / max(fade_m, 1.0))
-    elapsed = ahead.offset_m * profile.pace(int(cell[0]), int(hours_of_week(at))) * ratio
+    elapsed = ahead.offset_m * profile.pace(int(cell[0]), hour_of_week(at)) * ratio
     for c, length, k in zip(cell.tolist(), ahead.length.tolist(), scale.tolist(), strict=True):
-        elapsed += length * profile.pace(c, int(hours_of_week(at + elapsed))) * k
+        elapsed += length * profile.pace(c, hour_of_week(at + elapsed)) * k
     return elapsed
 
 
@@ -248,7 +248,7 @@ def passages(trips: list[PastTrip], at: float, recent: Fixes, dest: tuple[float,
         tod_h = abs(((trip.arrived_at - trip.to_go[a] - at) / 3600 + 12) % 24 - 12)
         unlike = tod_h / 2
         if moved:  # how long it took over the stretch this vehicle drove in its live window
-            back = metres(trip.lat[:a + 1], trip.lon[:a + 1], recent.lat[0], recent.lon[0])
+            back = metres_from(trip.lat[:a + 1], trip.lon[:a + 1], recent.lat[0], recent.lon[0])
             c = int(np.argmin(back))
             took = trip.to_go[c] - trip.to_go[a] if back[c] <= MATCH_M else None
             unlike += 1.0 if took is None else abs(

@@ -267,7 +267,7 @@ def _add(cur: psycopg.Cursor, sums: Sums) -> None:
                 "ON CONFLICT (cell, hour_of_week) DO UPDATE SET " + _ADDED)
     every = sums.hour == ANY_HOUR
     cur.execute("INSERT INTO speed_totals AS p (pairs, metres, seconds, speed_counts) VALUES (%s, %s, %s, %s) "
-                "ON CONFLICT (one) DO UPDATE SET " + _ADDED,
+                "ON CONFLICT (one) DO UPDATE SET folded_at = clock_timestamp(), " + _ADDED,
                 (int(sums.pairs[every].sum()), float(sums.metres[every].sum()), float(sums.seconds[every].sum()),
                  sums.counts[every].sum(axis=0).tolist()))
 

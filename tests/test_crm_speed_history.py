@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crm_link import history_job, speed_profile
+from crm_link import eta_inputs, history_job, speed_profile
 from crm_link.correlate import process_pending
 from crm_link.demands import upsert_demand
 from crm_link.grid import ANY_HOUR, cell_of, hours_of_week
@@ -160,3 +160,20 @@ def test_an_arrived_shipment_becomes_a_past_trip_with_its_path(db_url: str) -> N
     assert (done.trips, done.built, again.trips, again.built) == (1, 1, 0, 0)
     assert lane == "wh-sh1 → acme-pd"
     assert to_go[0] > to_go[-1] == 0 and len(to_go) == len(lat) > 10
+
+
+def test_the_etas_reads_of_the_profile_follow_each_fold(db_url: str) -> None:
+    t, lat, lon = drive([(600, 40.0)])
+    here = cell_of(float(lat[19]), float(lon[19] + lon[20]) / 2)  # the second fold's first pair is driven here
+    hour = int(hours_of_week(t[19]))
+    seen, stored = [], []
+    with psycopg.connect(db_url) as conn:
+        for a, b in ((0, 20), (20, len(t))):
+            insert(conn, "TRK-042", t[a:b], lat[a:b], lon[a:b])
+            speed_profile.fold_pending(conn)
+            with conn.transaction():
+                overview = eta_inputs.overview(conn)
+                seen.append(eta_inputs.profile(conn, overview, [here], [hour]).rows[here, hour])
+            stored.append(conn.execute("SELECT metres, seconds FROM speed_profile WHERE cell = %s "
+                                       "AND hour_of_week = %s", (here, hour)).fetchone() or (0.0, 0.0))
+    assert seen == stored and seen[0] != seen[1]

@@ -25,7 +25,8 @@ CREATE TABLE speed_totals (
     pairs         bigint           NOT NULL,
     metres        double precision NOT NULL,
     seconds       double precision NOT NULL,
-    speed_counts  bigint[]         NOT NULL
+    speed_counts  bigint[]         NOT NULL,
+    folded_at     timestamptz      NOT NULL DEFAULT clock_timestamp()  -- the profile as of: readers' caches
 );
 
 -- Each vehicle's last fix folded in, to pair with its next, and the stop it may be in (held back
