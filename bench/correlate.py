@@ -6,7 +6,9 @@ Observations: cargo read out at 10 doors of a warehouse, a read every 0.3 s, aga
 of 50 items; 20 tagged trucks whose tags are not read and whose fixes put them all in the yard, so
 every read also asks which vehicle is at the door (tag, dock assignment, fixes) and finds no answer.
 Fixes: 100 shipments in transit on a 29 km planned route, a fix every 10 s each, so every fix runs
-the route watch (corridor, stop, ETA, lateness). Each in a database of its own, analysed before the run.
+the route watch (corridor, stop, ETA, lateness); then the same after 20 past drives of that route are
+in the history, so the ETA also reads the vehicle's recent fixes, the profile ahead and the past trips.
+Each in a database of its own, analysed before the run.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from bench.eta import LONG_ROUTE
+from bench.eta import LONG_ROUTE, past_drives, trips
 from bench.ingest import fresh_database
 from crm_link.correlate import process_pending
 from crm_link.demands import DemandRecord, upsert_demand
@@ -75,6 +77,11 @@ def fixes(conn: psycopg.Connection, events: int) -> None:
                         "VALUES ('truck', %s, %s, %s, %s, %s, 50)", rows)
 
 
+def fixes_with_history(conn: psycopg.Connection, events: int) -> None:
+    past_drives(conn, trips()[1], 20, 10)  # the 29 km route at about 50 km/h, a fix every 10 s
+    fixes(conn, events)
+
+
 def measure(admin: str, setup: Callable[[psycopg.Connection, int], None], events: int) -> float:
     """Events applied per second by process_pending, in a fresh database (dropped afterwards)."""
     url = fresh_database(admin)
@@ -97,7 +104,8 @@ def main() -> None:
     parser.add_argument("--database", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--events", type=int, default=10_000)
     args = parser.parse_args()
-    for name, setup in (("observations", observations), ("fixes", fixes)):
+    for name, setup in (("observations", observations), ("fixes", fixes),
+                        ("fixes, 20 past drives of the route in the history", fixes_with_history)):
         print(f"{name}: {measure(args.database, setup, args.events):.0f}/s")
 
 

@@ -1,36 +1,80 @@
-"""The ETA of a shipment in transit: the distance left along its planned route over a smoothed recent
-speed, clamped to what a truck plausibly keeps up. Kept in `demands.eta`; `eta_history` gets a row
-whenever it moves by more than noise."""
+"""The ETA of a shipment in transit, after each of its vehicle's fixes, with a p10-p90 band: from the
+fleet's own history where there is enough of it (crm_link/eta_model.py), else the distance left along
+its planned route over a smoothed recent speed, clamped to what a truck plausibly keeps up. Kept in
+`demands` (eta, eta_p10, eta_p90, eta_method); `eta_history` gets a row whenever it moves by more than
+noise."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import psycopg
 
-from crm_link.geo import remaining_m
+from crm_link import eta_inputs, eta_model
+from crm_link.geo import pieces_ahead, remaining_m
+from crm_link.grid import cells
 from crm_link.thresholds import Thresholds
 
 HISTORY_STEP = timedelta(minutes=1)  # smaller moves of the ETA are noise, not history
 
 
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    eta: datetime
+    p10: datetime
+    p90: datetime
+    method: str
+
+
 def estimate(at: datetime, remaining: float, speed_kmh: float, t: Thresholds) -> datetime:
+    """The fall-back: the distance left at the smoothed speed, bounded."""
     speed = min(max(speed_kmh, t.eta_min_speed_kmh), t.eta_max_speed_kmh)
     return at + timedelta(seconds=remaining / (speed / 3.6))
 
 
-def update(cur: psycopg.Cursor, demand: dict[str, Any], fix: dict[str, Any], speed_kmh: float,
-           t: Thresholds) -> datetime | None:
-    """The new ETA of the demand after this fix, stored; None when its destination has no place."""
+def forecast(cur: psycopg.Cursor, demand: dict[str, Any], fix: dict[str, Any], speed_kmh: float,
+             t: Thresholds) -> eta_model.Forecast | None:
+    """The time to go of the demand from this fix, by every method that can answer and the one given;
+    None when its destination has no place. Reads nothing of the vehicle after the fix."""
     if demand["d_lat"] is None:
         return None
+    at, here, dest = fix["ts"], (fix["lat"], fix["lon"]), (demand["d_lat"], demand["d_lon"])
+    remaining = remaining_m(demand["planned_route"], *here, *dest)
+    at_s, conn = at.timestamp(), cur.connection
+    by = {"speed": (estimate(at, remaining, speed_kmh, t) - at).total_seconds()}
+    seen = eta_inputs.overview(conn)
+    if seen.median_kmh:
+        by["naive"] = remaining / (seen.median_kmh / 3.6)
+    if seen.pairs >= eta_model.MIN_PAIRS or seen.trips:
+        recent = eta_inputs.recent_fixes(conn, demand["vehicle_id"], at_s, *here)
+        trips = eta_inputs.past_trips(conn, *here, *dest) if seen.trips else []
+        route = demand["planned_route"] or eta_model.median_route(trips, *here, *dest)
+        ahead = eta_model.Ahead(*pieces_ahead(route, *here, eta_model.PIECE_M))
+        hours = eta_inputs.hours_ahead(at_s - eta_model.LIVE_WINDOW_S, remaining, t.eta_min_speed_kmh)
+        view = eta_inputs.profile(conn, seen, np.unique(np.r_[ahead.cells, cells(recent.lat, recent.lon)]).tolist(),
+                                  hours)
+        by |= eta_model.estimates(at_s, ahead, recent, view, eta_model.passages(trips, at_s, recent, dest),
+                                  seen.calibration.fade_m)
+    return eta_model.choose(by, seen.calibration)
+
+
+def update(cur: psycopg.Cursor, demand: dict[str, Any], fix: dict[str, Any], speed_kmh: float,
+           t: Thresholds) -> Estimate | None:
+    """The new ETA of the demand after this fix, stored; None when its destination has no place."""
+    f = forecast(cur, demand, fix, speed_kmh, t)
+    if f is None:
+        return None
     at = fix["ts"]
-    remaining = remaining_m(demand["planned_route"], fix["lat"], fix["lon"], demand["d_lat"], demand["d_lon"])
-    predicted = estimate(at, remaining, speed_kmh, t)
-    cur.execute("UPDATE demands SET eta = %s, eta_computed_at = %s WHERE id = %s", (predicted, at, demand["id"]))
-    if demand["eta"] is None or abs(predicted - demand["eta"]) >= HISTORY_STEP:
-        cur.execute("INSERT INTO eta_history (demand_id, computed_at, eta, remaining_m, speed_kmh, position_id) "
-                    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    (demand["id"], at, predicted, remaining, speed_kmh, fix["id"]))
-    return predicted
+    new = Estimate(*(at + timedelta(seconds=s) for s in (f.to_go_s, f.p10_s, f.p90_s)), f.method)
+    cur.execute("UPDATE demands SET eta = %s, eta_computed_at = %s, eta_p10 = %s, eta_p90 = %s, eta_method = %s "
+                "WHERE id = %s", (new.eta, at, new.p10, new.p90, new.method, demand["id"]))
+    if demand["eta"] is None or abs(new.eta - demand["eta"]) >= HISTORY_STEP:
+        cur.execute("INSERT INTO eta_history (demand_id, computed_at, eta, remaining_m, speed_kmh, position_id, "
+                    "eta_p10, eta_p90, method) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    (demand["id"], at, new.eta, remaining_m(demand["planned_route"], fix["lat"], fix["lon"],
+                                                            demand["d_lat"], demand["d_lon"]),
+                     speed_kmh, fix["id"], new.p10, new.p90, new.method))
+    return new

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+import shapely
 from shapely.geometry import LineString, Point, Polygon
 
 EARTH_RADIUS_M = 6_371_008.8
@@ -25,6 +27,11 @@ class LocalProjection:
     def xy(self, lat: float, lon: float) -> tuple[float, float]:
         k = math.radians(1) * EARTH_RADIUS_M
         return (lon - self.lon0) * k * math.cos(math.radians(self.lat0)), (lat - self.lat0) * k
+
+    def latlon(self, x: Any, y: Any) -> tuple[Any, Any]:
+        """The inverse of xy (on numbers or arrays)."""
+        k = math.radians(1) * EARTH_RADIUS_M
+        return self.lat0 + y / k, self.lon0 + x / (k * math.cos(math.radians(self.lat0)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,3 +93,17 @@ def remaining_m(planned_route: dict[str, Any] | None, lat: float, lon: float, to
         here = Point(projection.xy(lat, lon))
         return float(line.length - line.project(here) + line.distance(here))
     return great_circle_m(lat, lon, to_lat, to_lon)
+
+
+def pieces_ahead(planned_route: dict[str, Any], lat: float, lon: float,
+                 step_m: float) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """The planned route still ahead of the fix: the fix's distance to its nearest point on the route,
+    and from there to the end, pieces of `step_m` (the last one shorter) as their middles' latitudes,
+    longitudes and their lengths."""
+    projection, line = _route(json.dumps(planned_route, sort_keys=True))
+    here = Point(projection.xy(lat, lon))
+    starts = np.arange(line.project(here), line.length, step_m)
+    lengths = np.minimum(step_m, line.length - starts)
+    middles = shapely.line_interpolate_point(line, starts + lengths / 2)
+    lats, lons = projection.latlon(shapely.get_x(middles), shapely.get_y(middles))
+    return float(line.distance(here)), lats, lons, lengths

@@ -46,8 +46,8 @@ def on_fix(cur: psycopg.Cursor, demand: dict[str, Any], fix: dict[str, Any], t: 
     speed = fix["speed_kmh"] if fix["speed_kmh"] is not None else 0.0
     distance = off_route_m(demand["planned_route"], lat, lon) if demand["planned_route"] else None
     watch.advance(at, lat, lon, speed, distance, t)
-    situation = Situation(cur, demand, fix, t, watch, speed, distance,
-                          eta.update(cur, demand, fix, watch.speed_kmh_avg or 0.0, t))
+    estimate = eta.update(cur, demand, fix, watch.speed_kmh_avg or 0.0, t)
+    situation = Situation(cur, demand, fix, t, watch, speed, distance, estimate.eta if estimate else None)
     changed = False
     cleared: dict[str, str] = {}
     for kind, detect in DETECTORS.items():

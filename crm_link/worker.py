@@ -14,7 +14,7 @@ from common.failures import describe
 from common.metrics import Sample, serve
 from common.settings import Settings
 from common.stopping import stop_on_signals
-from crm_link import outbox
+from crm_link import history_job, outbox
 from crm_link.correlate import process_pending
 from crm_link.metrics import database_samples
 from crm_link.route_watch import sweep_gps_silence
@@ -23,6 +23,7 @@ from storage.vocabulary import EVENTS_CHANNEL
 
 log = logging.getLogger(__name__)
 STOP_CHECK_S = 0.5
+HISTORY_EVERY_S = 60.0  # the speed history and past trips: statistics, not the live feed
 
 
 class CrmWorker:
@@ -46,9 +47,13 @@ class CrmWorker:
                             psycopg.connect(s.database_url) as conn:
                         listener.execute(f"LISTEN {EVENTS_CHANNEL}")
                         backoff, self.database_ok = 0.5, True
+                        history_due = time.monotonic()
                         while not stop.is_set():
                             self.transitions += process_pending(conn, self.consumed, thresholds)
                             self.transitions += sweep_gps_silence(conn, thresholds, datetime.now(UTC))
+                            if time.monotonic() >= history_due:
+                                history_job.refresh(conn)
+                                history_due = time.monotonic() + HISTORY_EVERY_S
                             _wait(listener, s.crm_poll_seconds, stop)
                 except psycopg.OperationalError as exc:
                     self.database_ok = False

@@ -44,8 +44,13 @@ AUDIENCES = ("customer", "staff")
 # DingTalk or Feishu/Lark group (their robots) or by email.
 NOTIFICATION_CHANNELS = ("webhook", "wecom", "dingtalk", "feishu", "email")
 
+# How an ETA was made (crm_link/eta_model.py): today's distance over the recent speed (the fall-back), the
+# fleet's speed profile piece by piece, the nearest past trips, or a blend of the last two.
+ETA_METHODS = ("speed", "profile", "past_trips", "blend")
+
 # Durable cursors (consumer_cursors) of the correlator, one per table it reads in commit order.
 CORRELATOR_CURSORS = {"tag_observations": "status:tag_observations", "positions": "status:positions"}
+PROFILE_CURSOR = "speed_profile:positions"  # the speed history's fold of new fixes
 
 # LISTEN/NOTIFY channels.
 EVENTS_CHANNEL = "cargotrace_events"  # ingest committed observations or fixes: {"vehicles", "read_points"}

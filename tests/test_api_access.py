@@ -260,3 +260,20 @@ def test_keys_create_for_an_unknown_customer_says_so_in_one_line(world: World) -
                          env={**os.environ, "CARGOTRACE_DATABASE_URL": world.db_url})
     assert (run.returncode, run.stdout) == (1, "")
     assert run.stderr.strip() == "error: no customer 'nobody': create the customer first"
+
+
+def test_a_shipment_in_transit_shows_its_eta_with_the_band_and_how_it_was_made(api: Api) -> None:
+    with psycopg.connect(api.db_url) as conn:
+        conn.execute("INSERT INTO tag_observations (gateway_id, seq, ts, epc, epc_uri, read_point, reader, antenna, "
+                     "reads, first_seen, direction) VALUES ('dock', 1, now(), 'AA', %s, 'wh-sh1/door-03', 'r', 1, 3, "
+                     "now(), 'out')", (DEMAND["items"][0]["epc_uri"],))
+        conn.execute("INSERT INTO positions (gateway_id, seq, ts, vehicle_id, lat, lon, speed_kmh) "
+                     "VALUES ('t', 2, now() + interval '1 minute', 'TRK-042', 31.26, 121.50, 40)")
+        conn.commit()
+        process_pending(conn)
+    detail = api.call("GET", "/v1/shipments/SO-1", "acme").json()
+    listed = api.call("GET", "/v1/shipments", "acme").json()["shipments"][0]
+    trip = api.call("GET", "/v1/vehicles", "dispatcher").json()["vehicles"][0]["trips"][0]
+    for body in (detail, listed, trip):
+        assert body["status"] == "in_transit" and body["eta_method"] == "speed"  # no history yet: today's method
+        assert body["eta_p10"] < body["eta"] < body["eta_p90"]

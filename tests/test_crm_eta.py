@@ -83,6 +83,31 @@ def test_a_jam_is_flagged_late_well_before_the_window_is_breached(db_url: str) -
     assert result["late_opened_min_before_breach"] >= 30
 
 
+def test_with_the_lanes_history_a_jam_is_flagged_late_half_an_hour_before_the_breach(db_url: str) -> None:
+    result = bench_eta.run(db_url, bench_eta.trips()[3], period_s=30, history=8)  # the lane usually at 50 km/h
+    assert "blend" in result["methods"] and "speed" not in result["methods"]
+    assert result["late_opened_min_before_breach"] >= 30
+
+
+def test_with_the_lanes_history_the_steady_trip_is_never_late_and_its_band_holds_the_arrival(db_url: str) -> None:
+    trip = bench_eta.trips()[1]  # its window, with grace, ends 7.7 minutes after it arrives
+    result = bench_eta.run(db_url, trip, period_s=30, history=8)
+    assert result["methods"] == ["blend"] and result["late_opened_min_before_breach"] is None
+    assert all(abs(e) < 1.5 for e in result["error_min_at"].values())
+    assert result["band_holds"] >= 0.75
+
+
+def test_without_history_the_eta_is_todays_with_a_band_around_it(conn: psycopg.Connection) -> None:
+    demand_id = in_transit(conn)
+    fix(conn, along(0.5), T0 + timedelta(minutes=10), speed_kmh=40)
+    eta, computed, p10, p90, method = conn.execute(
+        "SELECT eta, eta_computed_at, eta_p10, eta_p90, eta_method FROM demands WHERE id = %s", (demand_id,)).fetchone()
+    stored = conn.execute("SELECT eta_p10, eta_p90, method FROM eta_history WHERE demand_id = %s ORDER BY computed_at "
+                          "DESC LIMIT 1", (demand_id,)).fetchone()
+    assert method == "speed" and stored == (p10, p90, "speed")
+    assert computed < p10 < eta < p90 and (p90 - computed) > (eta - computed) * 1.2
+
+
 def test_a_customer_sees_only_its_own_eta_history(conn: psycopg.Connection) -> None:
     upsert_customer(conn, "globex", "Globex")
     demand_id = in_transit(conn)

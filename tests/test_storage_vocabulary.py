@@ -26,6 +26,9 @@ CHECKED = {
     ("webhook_subscriptions", "language"): v.LANGUAGES,
     ("customers", "language"): v.LANGUAGES,
     ("gateways", "kind"): v.GATEWAY_KINDS,
+    ("demands", "eta_method"): v.ETA_METHODS,
+    ("eta_history", "method"): v.ETA_METHODS,
+    ("eta_calibration", "method"): v.ETA_METHODS,
 }
 
 

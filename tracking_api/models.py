@@ -13,6 +13,7 @@ from crm_link.kpis import KPI_COLUMNS
 from storage.vocabulary import (
     AUDIENCES,
     DELIVERY_STATES,
+    ETA_METHODS,
     EXCEPTION_STATES,
     EXCEPTION_TYPES,
     FEEDBACK_KINDS,
@@ -28,6 +29,12 @@ Status = Literal[STATUSES]  # type: ignore[valid-type]
 ExceptionType = Literal[EXCEPTION_TYPES]  # type: ignore[valid-type]
 ExceptionState = Literal[EXCEPTION_STATES]  # type: ignore[valid-type]
 Json = dict[str, Any]
+# The ETA's band and how it was made (crm_link/eta_model.py); null where no ETA was made since they exist.
+EtaP10 = Annotated[Instant | None, Field(description="the arrival is later than this in 9 of 10 cases")]
+EtaP90 = Annotated[Instant | None, Field(description="the arrival is earlier than this in 9 of 10 cases")]
+EtaMethod = Annotated[Literal[ETA_METHODS] | None, Field(  # type: ignore[valid-type]
+    description="speed: distance over recent speed; profile: the fleet's speeds piece by piece; past_trips: "
+                "the nearest past trips; blend: both")]
 
 
 class Answer(BaseModel):
@@ -91,6 +98,9 @@ class ShipmentSummary(Answer):
     vehicle_id: str | None
     delivery_to: Instant | None
     eta: Instant | None
+    eta_p10: EtaP10 = None
+    eta_p90: EtaP90 = None
+    eta_method: EtaMethod = None
 
 
 class ShipmentPage(Answer):
@@ -194,6 +204,9 @@ class Trip(Answer):
     status: Status
     planned_route: Json | None
     eta: Instant | None
+    eta_p10: EtaP10 = None
+    eta_p90: EtaP90 = None
+    eta_method: EtaMethod = None
     destination: Destination
 
 
@@ -365,6 +378,9 @@ class DemandLine(Answer):
     status_at: Instant
     delivery_to: Instant | None
     eta: Instant | None
+    eta_p10: EtaP10 = None
+    eta_p90: EtaP90 = None
+    eta_method: EtaMethod = None
     vehicle_id: str | None
     rush: bool
     service_level: str

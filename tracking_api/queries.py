@@ -20,7 +20,7 @@ SELECT d.customer_id, d.external_ref, d.status, d.status_at, d.origin_site_id, d
        coalesce(d.destination_lat, s.lat) AS destination_lat, coalesce(d.destination_lon, s.lon) AS destination_lon,
        coalesce(d.destination_radius_m, s.radius_m) AS destination_radius_m,
        d.pickup_from, d.pickup_to, d.delivery_from, d.delivery_to, d.rush, d.service_level, d.vehicle_id,
-       d.planned_route, d.eta, d.eta_computed_at, d.created_at, d.updated_at,
+       d.planned_route, d.eta, d.eta_p10, d.eta_p90, d.eta_method, d.eta_computed_at, d.created_at, d.updated_at,
        (SELECT language FROM customers WHERE id = d.customer_id) AS customer_language,
        coalesce(s.time_zone, (SELECT time_zone FROM sites WHERE id = d.origin_site_id), 'Asia/Shanghai') AS time_zone,
        (SELECT json_build_object('total', count(*), 'loaded', count(loaded_at), 'delivered', count(delivered_at))
@@ -68,7 +68,8 @@ def shipments(conn: psycopg.Connection, customer_id: str | None, status: str | N
     unresolved exception."""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
-            "SELECT d.id, d.customer_id, d.external_ref, d.status, d.status_at, d.vehicle_id, d.delivery_to, d.eta "
+            "SELECT d.id, d.customer_id, d.external_ref, d.status, d.status_at, d.vehicle_id, d.delivery_to, d.eta, "
+            "d.eta_p10, d.eta_p90, d.eta_method "
             "FROM demands d WHERE (%(c)s::text IS NULL OR d.customer_id = %(c)s) "
             "AND (%(s)s::text IS NULL OR d.status = %(s)s) "
             "AND (%(since)s::timestamptz IS NULL OR d.created_at >= %(since)s) "
@@ -164,7 +165,8 @@ def vehicles(conn: psycopg.Connection, after: str = "", limit: int = 500) -> lis
     rows = master_data.page(conn, "vehicles", after, limit)
     with conn.cursor(row_factory=dict_row) as cur:
         trips = cur.execute(
-            "SELECT d.vehicle_id, d.external_ref, d.customer_id, d.status, d.planned_route, d.eta, "
+            "SELECT d.vehicle_id, d.external_ref, d.customer_id, d.status, d.planned_route, "
+            "d.eta, d.eta_p10, d.eta_p90, d.eta_method, "
             "coalesce(d.destination_lat, s.lat) AS lat, coalesce(d.destination_lon, s.lon) AS lon, "
             "coalesce(d.destination_radius_m, s.radius_m) AS radius_m, d.destination_site_id AS site_id "
             "FROM demands d LEFT JOIN sites s ON s.id = d.destination_site_id "
@@ -207,7 +209,8 @@ def customer_record(conn: psycopg.Connection, customer_id: str) -> dict[str, Any
             "LEFT JOIN demands d ON d.id = f.demand_id WHERE f.customer_id = %s ORDER BY f.id DESC LIMIT 100",
             (customer_id,)).fetchall()
         demands = cur.execute(
-            "SELECT external_ref, status, status_at, delivery_to, eta, vehicle_id, rush, service_level FROM demands "
+            "SELECT external_ref, status, status_at, delivery_to, eta, eta_p10, eta_p90, eta_method, vehicle_id, rush, "
+            "service_level FROM demands "
             "WHERE customer_id = %s ORDER BY (status = 'delivered'), id DESC LIMIT 100", (customer_id,)).fetchall()
         changes = cur.execute(
             "SELECT d.external_ref, h.changed_at, h.changes FROM demand_history h JOIN demands d ON d.id = h.demand_id "
