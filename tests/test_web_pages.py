@@ -166,6 +166,14 @@ def test_without_a_choice_or_a_browser_language_it_knows_the_page_speaks_the_cus
             created = conn.execute("SELECT created_at FROM demands WHERE external_ref = 'SO-A1'").fetchone()[0]
         local = created.astimezone(ZoneInfo("Asia/Urumqi")).strftime("%H:%M")
         assert f"{local} GMT+6" in timeline, (local, timeline)
+        with psycopg.connect(world.db_url) as conn:  # on its way, with the band the history gives
+            eta, p10, p90 = (created + timedelta(minutes=m) for m in (120, 100, 150))
+            conn.execute("UPDATE demands SET status = 'in_transit', eta = %s, eta_p10 = %s, eta_p90 = %s "
+                         "WHERE external_ref = 'SO-A1'", (eta, p10, p90))
+        browser.refresh()
+        clock = [(created + timedelta(minutes=m)).astimezone(ZoneInfo("Asia/Urumqi")).strftime("%H:%M")
+                 for m in (100, 150)]
+        text_of(browser, "eta", f"(between {clock[0]} and {clock[1]})")
 
 
 def test_the_pages_catalogue_has_every_key_in_both_languages() -> None:

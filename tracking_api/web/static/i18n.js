@@ -62,6 +62,11 @@ const i18n = {
     if (select) select.value = i18n.lang;
   },
 
+  clock(iso) { // the hour and minute alone, in the same zone
+    return new Intl.DateTimeFormat("en-GB", { timeZone: i18n.zone, hour: "2-digit", minute: "2-digit", hourCycle: "h23" })
+      .format(new Date(iso));
+  },
+
   time(iso) {
     if (!iso) return "—";
     const format = new Intl.DateTimeFormat(i18n.lang === "en" ? "en-GB" : "zh-CN", {

@@ -31,7 +31,8 @@ function render(s) {
   cargotrace.text("progress", i18n.t(PROGRESS[s.status] || "progress.loading", {
     done: ["arrived", "delivered"].includes(s.status) ? items.delivered : items.loaded, total: items.total }));
   document.getElementById("eta-line").hidden = s.status === "delivered" || !s.eta; // no stale ETA after delivery
-  cargotrace.text("eta", i18n.time(s.eta));
+  const band = s.eta_p10 && s.eta_p90 ? i18n.t("eta.band", { from: i18n.clock(s.eta_p10), to: i18n.clock(s.eta_p90) }) : "";
+  cargotrace.text("eta", i18n.time(s.eta) + band); // the p10–p90 band the history gives
   document.getElementById("window-line").hidden = !s.delivery_to;
   cargotrace.text("window", i18n.time(s.delivery_to));
   document.getElementById("exceptions").replaceChildren(...s.exceptions.map((x) => {
