@@ -174,7 +174,8 @@ def _all_items(cur: psycopg.Cursor, demand_id: int, column: str) -> bool:
 
 def _position(cur: psycopg.Cursor, event: Event, thresholds: Thresholds) -> set[int]:
     p = event.data
-    cur.execute("SELECT d.id, d.status, d.vehicle_id, d.planned_route, d.delivery_to, d.eta, c.exception_thresholds, "
+    cur.execute("SELECT d.id, d.status, d.vehicle_id, d.planned_route, d.delivery_to, d.eta, d.eta_computed_at, "
+                "d.eta_p10, d.eta_p90, d.eta_method, c.exception_thresholds, "
                 "o.lat AS o_lat, o.lon AS o_lon, o.radius_m AS o_radius, o.geofence_polygon AS o_polygon, "
                 "coalesce(d.destination_lat, s.lat) AS d_lat, coalesce(d.destination_lon, s.lon) AS d_lon, "
                 "coalesce(d.destination_radius_m, s.radius_m) AS d_radius, d.destination_site_id, "

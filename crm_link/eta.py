@@ -19,6 +19,9 @@ from crm_link.grid import cells
 from crm_link.thresholds import Thresholds
 
 HISTORY_STEP = timedelta(minutes=1)  # smaller moves of the ETA are noise, not history
+# A shipment's ETA is made again at most this often (in its vehicle's time): it moves by minutes, fixes
+# come every few seconds, and each forecast from history reads the profile and the past trips.
+REFRESH = timedelta(seconds=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +66,12 @@ def forecast(cur: psycopg.Cursor, demand: dict[str, Any], fix: dict[str, Any], s
 
 def update(cur: psycopg.Cursor, demand: dict[str, Any], fix: dict[str, Any], speed_kmh: float,
            t: Thresholds) -> Estimate | None:
-    """The new ETA of the demand after this fix, stored; None when its destination has no place."""
+    """The new ETA of the demand after this fix, stored; the stored one while it is fresh (REFRESH);
+    None when its destination has no place."""
+    made = demand.get("eta_computed_at")
+    if demand.get("eta") is not None and made is not None and timedelta(0) <= fix["ts"] - made < REFRESH:
+        return Estimate(demand["eta"], demand["eta_p10"] or demand["eta"], demand["eta_p90"] or demand["eta"],
+                        demand["eta_method"] or "speed")
     f = forecast(cur, demand, fix, speed_kmh, t)
     if f is None:
         return None
