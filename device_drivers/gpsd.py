@@ -6,6 +6,7 @@ fix is a fix, a `SKY` gives the satellites used and the HDOP that the next fixes
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from datetime import datetime
 from typing import Any
@@ -67,7 +68,7 @@ class GpsdDecoder:
             return None
         try:
             return self._tpv(report)
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: int() of an infinity
             self.bad_frames["bad TPV"] += 1
             return None
 
@@ -75,8 +76,9 @@ class GpsdDecoder:
         hdop, used = report.get("hdop"), report.get("uSat")
         if used is None and isinstance(report.get("satellites"), list):
             used = sum(1 for s in report["satellites"] if isinstance(s, dict) and s.get("used"))
-        self._hdop = float(hdop) if isinstance(hdop, int | float) else self._hdop
-        self._sats = int(used) if isinstance(used, int | float) else self._sats
+        # JSON from a socket may say NaN or Infinity: such a value is no reading, the last one stands
+        self._hdop = float(hdop) if isinstance(hdop, int | float) and math.isfinite(hdop) else self._hdop
+        self._sats = int(used) if isinstance(used, int | float) and math.isfinite(used) else self._sats
 
     def _tpv(self, report: dict[str, Any]) -> Fix | None:
         if report.get("mode", 0) < 2 or "time" not in report or "lat" not in report or "lon" not in report:
@@ -90,6 +92,8 @@ class GpsdDecoder:
             raise ValueError("a position off the globe")
         speed, track = report.get("speed"), report.get("track")
         altitude = report.get("altMSL", report.get("alt"))
+        if not all(math.isfinite(float(v)) for v in (speed, track, altitude) if v is not None):
+            raise ValueError("a speed, course or altitude that is not a number")
         return Fix(ts=ts, lat=lat, lon=lon, speed_kmh=float(speed) * MS_TO_KMH if speed is not None else None,
                    course_deg=float(track) if track is not None else None, hdop=self._hdop, sats=self._sats,
                    quality=int(report.get("status", 1)) or 1, alt_m=float(altitude) if altitude is not None else None)

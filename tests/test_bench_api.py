@@ -6,9 +6,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ADMIN_PG_URL, MQTT_URL
 
 
+@pytest.mark.slow  # a benchmark's run
 def test_the_api_benchmark_completes_and_reports_each_path() -> None:
     out = subprocess.run([sys.executable, "-m", "bench.api", "--rows", "20000", "--demands", "600", "--customers", "5",
                           "--seconds", "2", "--rate", "50", "--ingest-rate", "500", "--database", ADMIN_PG_URL,

@@ -138,6 +138,8 @@ def run(env: dict[str, str], *args: str, ok: bool = True) -> subprocess.Complete
     return done
 
 
+# a minute and more: each CLI step is a process of its own
+@pytest.mark.slow
 def test_day_one_from_an_empty_database_with_the_cli_and_http_only(cli: dict[str, Any], mqtt_url: str,
                                                                  tmp_path: Path) -> None:
     env, procs, unique = cli["env"], cli["procs"], cli["unique"]

@@ -4,6 +4,7 @@ gateway reading a running gpsd as its GPS source. `make test` installs Debian's 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -90,7 +91,19 @@ def test_no_bytes_break_the_gpsd_decoder(pieces: list[bytes]) -> None:
     for piece in pieces:
         for fix in decoder.feed(piece):
             assert -90 <= fix.lat <= 90 and -180 <= fix.lon <= 180 and fix.ts.tzinfo is not None
+            assert all(math.isfinite(v) for v in (fix.speed_kmh, fix.course_deg, fix.hdop, fix.alt_m) if v is not None)
     assert decoder.buffered <= 16_384
+
+
+def test_infinities_and_nans_from_gpsd_are_no_readings() -> None:
+    decoder = GpsdDecoder()  # Python's JSON reads NaN and Infinity; a sick gpsd or a forged one may send them
+    fixes = decoder.feed(b'{"class":"SKY","hdop":0.9,"uSat":9}\n{"class":"SKY","hdop":NaN,"uSat":Infinity}\n'
+                         b'{"class":"TPV","mode":3,"time":"2026-11-29T08:00:01Z","lat":31.2,"lon":121.4,'
+                         b'"speed":Infinity}\n{"class":"TPV","mode":3,"time":"2026-11-29T08:00:02Z","lat":31.2,'
+                         b'"lon":121.4,"speed":10,"status":-Infinity}\n'
+                         b'{"class":"TPV","mode":3,"time":"2026-11-29T08:00:03Z","lat":31.2,"lon":121.4}\n')
+    assert [(f.ts.second, f.hdop, f.sats) for f in fixes] == [(3, 0.9, 9)]  # the last good SKY stands
+    assert decoder.bad_frames["bad TPV"] == 2
 
 
 def test_a_gateway_reads_a_live_gpsd_and_publishes_what_the_serial_path_decodes(

@@ -178,6 +178,7 @@ def test_a_teltonika_truck_takes_a_shipment_from_loaded_to_arrived(
         assert trip.history() == (["loading", "loaded", "in_transit", "arrived"], [VEHICLE])
 
 
+@pytest.mark.slow  # the decoder and endpoint are in make test; this is their CLI around them
 def test_the_command_line_simulates_a_tracker_and_names_the_remedy_when_refused(
         fleet: tuple[Gateway, Subscriber]) -> None:
     gateway, subscriber = fleet

@@ -130,6 +130,7 @@ def test_a_jt808_truck_takes_a_shipment_from_loaded_to_arrived_through_every_pro
         assert trip.history() == (["loading", "loaded", "in_transit", "arrived"], [VEHICLE])
 
 
+@pytest.mark.slow  # the terminal's protocol is in make test; this is the CLI around it
 def test_the_command_line_simulates_a_terminal_driving_the_demo_route(fleet: tuple[Gateway, Subscriber]) -> None:
     gateway, subscriber = fleet
     terminal = subprocess.Popen([sys.executable, "-m", "launcher.cli", "simulate", "--jt808",
