@@ -1,16 +1,25 @@
-"""Observations and fixes → shipment status transitions, consumed in commit order.
+"""Observations and fixes → shipment status transitions, consumed in commit order, a batch at a time.
 
-Each source table has a durable cursor (txid, id) in `consumer_cursors`. Only rows whose writing
-transaction is older than every transaction still running in this database are read (txid below
-the horizon), so no row can later appear behind the cursor; the cursor moves in the same transaction as
-the transitions it caused, so a restart neither skips nor repeats one.
+The work is split into partitions (storage/vocabulary.py: fixes by vehicle, observations by EPC) that
+several processes share (crm_link/partitions.py). Each partition of each source table has a durable
+cursor (txid, id) in `consumer_cursors`. Only rows whose writing transaction is older than every
+transaction still running in this database are read (txid below the horizon), so no row can later
+appear behind a cursor; the cursors move in the same transaction as the transitions they caused, so a
+restart or a takeover neither skips nor repeats one.
+
+A batch is applied set-wise (crm_link/ledger.py): its events are read, everything they concern is read
+in a few statements, the events are applied in memory in time order (a vehicle's fixes in its own
+order), and the changes are written in a few statements.
+
+Order between a cargo's reads and its vehicle's fixes holds within a process; with partitions in
+several processes, a read applied after its vehicle's departure is handled as any read committed late.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,18 +27,19 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from crm_link import exceptions
-from crm_link.docks import DoorMemo
+from crm_link.exceptions import Misloads, missing_cargo
 from crm_link.geo import Geofence
+from crm_link.ledger import Ledger
 from crm_link.route_watch import on_fix
-from crm_link.status import BIZ_STEP, RANK
+from crm_link.status import RANK
 from crm_link.thresholds import Thresholds
-from storage.vocabulary import CORRELATOR_CURSORS, STATUS_CHANNEL
+from storage.vocabulary import PARTITION_KEY, PARTITIONS, STATUS_CHANNEL
+from storage.vocabulary import correlator_cursor as consumer
 
 log = logging.getLogger(__name__)
 BATCH = 5000
 DEFAULT_THRESHOLDS = Thresholds()
-DEFAULT_RADIUS_M = 300.0
+ALL = range(PARTITIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,147 +70,121 @@ _HORIZON = """
     GROUP BY s.xmax"""
 
 
-def consumer(table: str) -> str:
-    """The name of the status correlation's cursor over a source table."""
-    return CORRELATOR_CURSORS[table]
+def cursors(table: str) -> list[str]:
+    """The names of every partition's cursor over a source table."""
+    return [consumer(table, p) for p in ALL]
 
 
-def _read(cur: psycopg.Cursor, kind: str) -> tuple[list[Event], tuple[str, int] | None]:
+def _xid(txid: str, row_id: int) -> tuple[int, int]:
+    return int(txid), row_id
+
+
+def _read(cur: psycopg.Cursor, kind: str, partitions: list[int]) -> tuple[list[Event], dict[str, tuple[str, int]]]:
+    """The next committed rows of these partitions, in commit order; and each partition's new cursor."""
     table, cols = _SOURCES[kind]
-    consumer_name = consumer(table)
-    cur.execute("INSERT INTO consumer_cursors (consumer) VALUES (%s) ON CONFLICT DO NOTHING", (consumer_name,))
-    cur.execute("SELECT txid::text, id FROM consumer_cursors WHERE consumer = %s FOR UPDATE", (consumer_name,))
-    txid, last_id = cur.fetchone().values()
-    cur.execute(f"SELECT txid::text AS txid, {cols} FROM {table} "
-                "WHERE (txid, id) > (%s::xid8, %s) AND txid < (" + _HORIZON + ") "
-                "ORDER BY txid, id LIMIT %s", (txid, last_id, BATCH))
+    names = [consumer(table, p) for p in partitions]
+    cur.execute("INSERT INTO consumer_cursors (consumer) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING", (names,))
+    cur.execute("SELECT consumer, txid::text, id FROM consumer_cursors WHERE consumer = ANY(%s) ORDER BY consumer "
+                "FOR UPDATE", (names,))
+    at = {r["consumer"]: _xid(r["txid"], r["id"]) for r in cur.fetchall()}
+    start = min(at.values())
+    cur.execute(f"SELECT txid::text AS txid, cargotrace_partition({PARTITION_KEY[table]}) AS part, {cols} "
+                f"FROM {table} WHERE (txid, id) > (%s::xid8, %s) AND txid < (" + _HORIZON + ") "
+                f"AND cargotrace_partition({PARTITION_KEY[table]}) = ANY(%s) ORDER BY txid, id LIMIT %s",
+                (str(start[0]), start[1], partitions, BATCH))
     rows = cur.fetchall()
     if not rows:
-        return [], None
-    events = [Event(kind, r["id"], r["ts"], r) for r in rows]
-    return events, (rows[-1]["txid"], rows[-1]["id"])
+        return [], {}
+    last = _xid(rows[-1]["txid"], rows[-1]["id"])
+    # A partition taken over from a process that was further ahead skips what that one applied.
+    events = [Event(kind, r["id"], r["ts"], r) for r in rows
+              if _xid(r["txid"], r["id"]) > at[consumer(table, r["part"])]]
+    # Every partition read has consumed all its rows up to the last one read.
+    return events, {name: (str(last[0]), last[1]) for name, cursor in at.items() if cursor < last}
 
 
 def process_pending(conn: psycopg.Connection, consumed: Counter[str] | None = None,
-                    thresholds: Thresholds = DEFAULT_THRESHOLDS) -> int:
-    """Apply every committed, not yet consumed observation and fix; returns how many demands changed
-    status or got a new exception (once per batch, even when a demand moved several steps).
-    `consumed` counts the events read, per kind, once their transaction committed; `thresholds` are
-    the tenant's defaults of the route exceptions."""
+                    thresholds: Thresholds = DEFAULT_THRESHOLDS, partitions: Iterable[int] = ALL) -> int:
+    """Apply every committed, not yet consumed observation and fix of these partitions (all by
+    default); returns how many demands changed status or got a new exception (once per batch, even when
+    a demand moved several steps). `consumed` counts the events read, per kind, once their transaction
+    committed; `thresholds` are the tenant's defaults of the route exceptions."""
+    owned = sorted(partitions)
     transitions = 0
-    while True:
+    while owned:
         with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
             events: list[Event] = []
-            cursors: dict[str, tuple[str, int]] = {}
+            moves: dict[str, tuple[str, int]] = {}
             for kind in _SOURCES:
-                got, cursor = _read(cur, kind)
+                got, moved = _read(cur, kind, owned)
                 events += got
-                if cursor:
-                    cursors[kind] = cursor
-            if not events:
+                moves |= moved
+            if not moves:
                 return transitions
-            events.sort(key=lambda e: (e.ts, e.kind != "observation", e.id))
-            touched: set[int] = set()
-            doors: DoorMemo = {}
-            for event in events:
-                touched |= (_observation(cur, event, doors) if event.kind == "observation"
-                            else _position(cur, event, thresholds))
-            for kind, (txid, last_id) in cursors.items():
-                cur.execute("UPDATE consumer_cursors SET txid = %s::xid8, id = %s WHERE consumer = %s",
-                            (txid, last_id, consumer(_SOURCES[kind][0])))
-            for demand_id in touched:
-                cur.execute("SELECT pg_notify(%s, %s)", (STATUS_CHANNEL, str(demand_id)))
+            touched = _apply(cur, events, thresholds)
+            cur.executemany("UPDATE consumer_cursors SET txid = %s::xid8, id = %s WHERE consumer = %s",
+                            [(txid, last_id, name) for name, (txid, last_id) in sorted(moves.items())])
+            cur.execute("SELECT pg_notify(%s, d::text) FROM unnest(%s::bigint[]) d", (STATUS_CHANNEL, sorted(touched)))
             transitions += len(touched)
         if consumed is not None:
             consumed.update(event.kind for event in events)
+    return transitions
 
 
-def _advance(cur: psycopg.Cursor, demand: dict[str, Any], status: str, event: Event, place: str | None,
-             lat: float | None = None, lon: float | None = None) -> bool:
-    """Move a demand forward to `status` (never back); one shipment_events row per status reached."""
-    if RANK[status] <= RANK[demand["status"]]:
-        return False
-    cur.execute("INSERT INTO shipment_events (demand_id, status, ts, biz_step, place, lat, lon, source) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (demand["id"], status, event.ts, BIZ_STEP[status], place, lat, lon,
-                 json.dumps({event.kind: {"gateway_id": event.data["gateway_id"], "seq": event.data["seq"],
-                                          "id": event.id}})))
-    cur.execute("UPDATE demands SET status = %s, status_at = %s, updated_at = now() WHERE id = %s",
-                (status, event.ts, demand["id"]))
-    log.info("demand %s: %s → %s", demand["id"], demand["status"], status)
-    demand["status"] = status
-    return True
+def _apply(cur: psycopg.Cursor, events: list[Event], thresholds: Thresholds) -> set[int]:
+    """The batch's events, in time order, observations before fixes of the same instant."""
+    events.sort(key=lambda e: (e.ts, e.kind != "observation", e.id))
+    reads = [e.data for e in events if e.kind == "observation" and e.data["epc_uri"]]
+    fixes = [e.data for e in events if e.kind == "position"]
+    misloads = Misloads()
+    named = misloads.gather(cur, reads)
+    led = Ledger()
+    led.load(cur, list({o["epc_uri"] for o in reads}), list({p["vehicle_id"] for p in fixes}), sorted(named))
+    misloads.ask_doors(cur, led, reads)
+    newest = {p["vehicle_id"]: p["id"] for p in fixes}
+    for event in events:
+        if event.kind == "observation":
+            if event.data["epc_uri"]:
+                _observation(led, event.data, misloads)
+        else:
+            _position(led, cur, event.data, thresholds, newest[event.data["vehicle_id"]] == event.id)
+    return led.flush(cur)
 
 
-def _observation(cur: psycopg.Cursor, event: Event, doors: DoorMemo) -> set[int]:
-    o = event.data
-    if not o["epc_uri"]:
-        return set()
+def _observation(led: Ledger, o: dict[str, Any], misloads: Misloads) -> None:
+    misloads.check(led, o)
     site = o["read_point"].split("/", 1)[0]
-    touched = exceptions.misloads(cur, o, doors)
-    cur.execute("SELECT d.id, d.status, d.origin_site_id, d.destination_site_id, i.id AS item_id "
-                "FROM demand_items i JOIN demands d ON d.id = i.demand_id "
-                "WHERE i.epc_uri = %s AND d.status <> 'delivered' FOR UPDATE OF d, i", (o["epc_uri"],))
     going_out, coming_in = o["direction"] in ("out", None), o["direction"] in ("in", None)
-    for demand in cur.fetchall():
+    for demand, item in led.by_epc.get(o["epc_uri"], ()):
         rank = RANK[demand["status"]]
+        if demand["status"] == "delivered":
+            continue
         if site == demand["origin_site_id"] and going_out and rank <= RANK["loaded"]:
-            cur.execute("UPDATE demand_items SET loaded_at = coalesce(loaded_at, %s) WHERE id = %s",
-                        (event.ts, demand["item_id"]))
-            changed = _advance(cur, demand, "loading", event, o["read_point"])
-            if _all_items(cur, demand["id"], "loaded_at"):
-                changed |= _advance(cur, demand, "loaded", event, o["read_point"])
+            led.mark_item(item, "loaded_at", o["ts"])
+            led.advance(demand, "loading", "observation", o, o["read_point"])
+            if led.all_items(demand["id"], "loaded_at"):
+                led.advance(demand, "loaded", "observation", o, o["read_point"])
         elif site == demand["destination_site_id"] and coming_in and rank >= RANK["in_transit"]:
-            cur.execute("UPDATE demand_items SET delivered_at = coalesce(delivered_at, %s) WHERE id = %s",
-                        (event.ts, demand["item_id"]))
-            changed = _all_items(cur, demand["id"], "delivered_at") and _advance(
-                cur, demand, "delivered", event, o["read_point"])
+            led.mark_item(item, "delivered_at", o["ts"])
+            if led.all_items(demand["id"], "delivered_at"):
+                led.advance(demand, "delivered", "observation", o, o["read_point"])
         elif (site not in (demand["origin_site_id"], demand["destination_site_id"])
               and coming_in and rank >= RANK["in_transit"]):
-            changed = exceptions.open_exception(cur, "wrong_destination", demand["id"], None, event.ts, {
+            led.open_exception("wrong_destination", demand["id"], None, o["ts"], {
                 "epc_uri": o["epc_uri"], "read_point": o["read_point"], "expected_site": demand["destination_site_id"],
-                "observation_id": event.id})
-        else:
-            continue
-        if changed:
-            touched.add(demand["id"])
-    return touched
+                "observation_id": o["id"]})
 
 
-def _all_items(cur: psycopg.Cursor, demand_id: int, column: str) -> bool:
-    cur.execute(f"SELECT bool_and({column} IS NOT NULL) AS done FROM demand_items WHERE demand_id = %s", (demand_id,))
-    return bool(cur.fetchone()["done"])
-
-
-def _position(cur: psycopg.Cursor, event: Event, thresholds: Thresholds) -> set[int]:
-    p = event.data
-    cur.execute("SELECT d.id, d.status, d.vehicle_id, d.planned_route, d.delivery_to, d.eta, d.eta_computed_at, "
-                "d.eta_p10, d.eta_p90, d.eta_method, c.exception_thresholds, "
-                "o.lat AS o_lat, o.lon AS o_lon, o.radius_m AS o_radius, o.geofence_polygon AS o_polygon, "
-                "coalesce(d.destination_lat, s.lat) AS d_lat, coalesce(d.destination_lon, s.lon) AS d_lon, "
-                "coalesce(d.destination_radius_m, s.radius_m) AS d_radius, d.destination_site_id, "
-                "CASE WHEN d.destination_lat IS NULL THEN s.geofence_polygon END AS d_polygon "
-                "FROM demands d JOIN sites o ON o.id = d.origin_site_id JOIN customers c ON c.id = d.customer_id "
-                "LEFT JOIN sites s ON s.id = d.destination_site_id "
-                "WHERE d.vehicle_id = %s AND d.status IN ('loading', 'loaded', 'in_transit') FOR UPDATE OF d",
-                (p["vehicle_id"],))
-    touched = set()
-    for demand in cur.fetchall():
-        here = (p["lat"], p["lon"])
-        demand["o_radius"] = demand["o_radius"] or DEFAULT_RADIUS_M
-        demand["d_radius"] = demand["d_radius"] or DEFAULT_RADIUS_M
+def _position(led: Ledger, cur: psycopg.Cursor, p: dict[str, Any], thresholds: Thresholds, newest: bool) -> None:
+    here = (p["lat"], p["lon"])
+    for demand in led.by_vehicle.get(p["vehicle_id"], ()):
         if demand["status"] in ("loading", "loaded") and demand["o_lat"] is not None:
             origin = Geofence(demand["o_lat"], demand["o_lon"], demand["o_radius"], demand["o_polygon"])
-            if not origin.contains(*here) and _advance(cur, demand, "in_transit", event, None, *here):
-                exceptions.missing_cargo(cur, demand["id"], p["vehicle_id"], event.ts)
-                touched.add(demand["id"])
+            if not origin.contains(*here) and led.advance(demand, "in_transit", "position", p, None, *here):
+                missing_cargo(led, demand["id"], p["vehicle_id"], p["ts"])
         if demand["status"] == "in_transit" and demand["d_lat"] is not None:
             destination = Geofence(demand["d_lat"], demand["d_lon"], demand["d_radius"], demand["d_polygon"])
-            if destination.contains(*here) and _advance(cur, demand, "arrived", event,
-                                                        demand["destination_site_id"], *here):
-                touched.add(demand["id"])
-        if demand["status"] == "in_transit" and on_fix(
-                cur, demand, {**p, "id": event.id, "ts": event.ts},
-                thresholds.overridden(demand["exception_thresholds"])):
-            touched.add(demand["id"])
-    return touched
+            if destination.contains(*here):
+                led.advance(demand, "arrived", "position", p, demand["destination_site_id"], *here)
+        if demand["status"] == "in_transit":
+            on_fix(led, cur, demand, p, thresholds.overridden(demand["exception_thresholds"]), newest)

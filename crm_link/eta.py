@@ -1,4 +1,4 @@
-"""The ETA of a shipment in transit, after each of its vehicle's fixes, with a p10-p90 band: from the
+"""The ETA of a shipment in transit, after its vehicle's fixes, with a p10-p90 band: from the
 fleet's own history where there is enough of it (crm_link/eta_model.py), else the distance left along
 its planned route over a smoothed recent speed, clamped to what a truck plausibly keeps up. Kept in
 `demands` (eta, eta_p10, eta_p90, eta_method); `eta_history` gets a row whenever it moves by more than
@@ -16,6 +16,7 @@ import psycopg
 from crm_link import eta_inputs, eta_model
 from crm_link.geo import pieces_ahead, remaining_m
 from crm_link.grid import cells
+from crm_link.ledger import EtaChange, Ledger
 from crm_link.thresholds import Thresholds
 
 HISTORY_STEP = timedelta(minutes=1)  # smaller moves of the ETA are noise, not history
@@ -64,12 +65,14 @@ def forecast(cur: psycopg.Cursor, demand: dict[str, Any], fix: dict[str, Any], s
     return eta_model.choose(by, seen.calibration)
 
 
-def update(cur: psycopg.Cursor, demand: dict[str, Any], fix: dict[str, Any], speed_kmh: float,
-           t: Thresholds) -> Estimate | None:
-    """The new ETA of the demand after this fix, stored; the stored one while it is fresh (REFRESH);
-    None when its destination has no place."""
+def update(led: Ledger, cur: psycopg.Cursor, demand: dict[str, Any], fix: dict[str, Any], speed_kmh: float,
+           t: Thresholds, newest: bool = True) -> Estimate | None:
+    """The ETA of the demand after this fix, kept in the ledger: made again from the vehicle's newest fix
+    of a batch, and then only once the stored one is older than REFRESH; else the stored one. None when
+    its destination has no place."""
     made = demand.get("eta_computed_at")
-    if demand.get("eta") is not None and made is not None and timedelta(0) <= fix["ts"] - made < REFRESH:
+    fresh = made is not None and timedelta(0) <= fix["ts"] - made < REFRESH
+    if demand.get("eta") is not None and (fresh or not newest):
         return Estimate(demand["eta"], demand["eta_p10"] or demand["eta"], demand["eta_p90"] or demand["eta"],
                         demand["eta_method"] or "speed")
     f = forecast(cur, demand, fix, speed_kmh, t)
@@ -77,12 +80,8 @@ def update(cur: psycopg.Cursor, demand: dict[str, Any], fix: dict[str, Any], spe
         return None
     at = fix["ts"]
     new = Estimate(*(at + timedelta(seconds=s) for s in (f.to_go_s, f.p10_s, f.p90_s)), f.method)
-    cur.execute("UPDATE demands SET eta = %s, eta_computed_at = %s, eta_p10 = %s, eta_p90 = %s, eta_method = %s "
-                "WHERE id = %s", (new.eta, at, new.p10, new.p90, new.method, demand["id"]))
-    if demand["eta"] is None or abs(new.eta - demand["eta"]) >= HISTORY_STEP:
-        cur.execute("INSERT INTO eta_history (demand_id, computed_at, eta, remaining_m, speed_kmh, position_id, "
-                    "eta_p10, eta_p90, method) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    (demand["id"], at, new.eta, remaining_m(demand["planned_route"], fix["lat"], fix["lon"],
-                                                            demand["d_lat"], demand["d_lon"]),
-                     speed_kmh, fix["id"], new.p10, new.p90, new.method))
+    moved = demand["eta"] is None or abs(new.eta - demand["eta"]) >= HISTORY_STEP
+    led.record_eta(demand, EtaChange(demand["id"], at, new.eta, new.p10, new.p90, new.method,
+                                     remaining_m(demand["planned_route"], fix["lat"], fix["lon"], demand["d_lat"],
+                                                 demand["d_lon"]), speed_kmh, fix["id"], moved))
     return new

@@ -5,8 +5,8 @@ and the membership that lets the service switch to it are created first, and the
 dump's objects must exist. Transaction ids are the cluster's own: the `txid` column, by which the
 correlator reads rows in commit order, comes back with the old cluster's ids, which a new cluster's
 are far behind — new rows would sort before the correlator's cursor and never be read. So each
-consumer's cursor is re-derived: rows it had consumed get txid 1, the rest txid 2, the cursor sits
-after the consumed ones, and every new transaction's id is larger.
+cursor of the correlator's partitions is re-derived: rows it had consumed get txid 1, the rest txid 2,
+the cursor sits after the consumed ones, and every new transaction's id is larger.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psycopg
 
-from storage.vocabulary import CORRELATOR_CURSORS
+from storage.vocabulary import PARTITION_KEY, PARTITIONS, correlator_cursor
 
 CONSUMED, PENDING = "1", "2"
 
@@ -65,19 +65,27 @@ def restore(database_url: str, dump: Path) -> None:
     with psycopg.connect(database_url) as conn:
         if timescale:
             conn.execute("SELECT timescaledb_post_restore()")
-        for table, consumer in CORRELATOR_CURSORS.items():
-            rederive_cursor(conn, table, consumer)
+        for table in PARTITION_KEY:
+            rederive_cursors(conn, table)
         conn.commit()
 
 
-def rederive_cursor(conn: psycopg.Connection, table: str, consumer: str) -> None:
-    """Rows the consumer had read: txid 1; the others: txid 2; its cursor after the first kind."""
-    cursor = conn.execute("SELECT txid::text, id FROM consumer_cursors WHERE consumer = %s", (consumer,)).fetchone()
-    txid, last = cursor or ("0", 0)
-    conn.execute(f"UPDATE {table} SET txid = CASE WHEN (txid, id) <= (%s::xid8, %s) THEN %s::xid8 ELSE %s::xid8 END",
-                 (txid, last, CONSUMED, PENDING))
-    (consumed_up_to,) = conn.execute(f"SELECT coalesce(max(id), 0) FROM {table} WHERE txid = %s::xid8",
-                                     (CONSUMED,)).fetchone()
-    conn.execute("INSERT INTO consumer_cursors (consumer, txid, id) VALUES (%s, %s::xid8, %s) "
-                 "ON CONFLICT (consumer) DO UPDATE SET txid = excluded.txid, id = excluded.id",
-                 (consumer, CONSUMED, consumed_up_to))
+def rederive_cursors(conn: psycopg.Connection, table: str) -> None:
+    """Rows a partition's cursor had passed: txid 1; the others: txid 2; each cursor after its partition's
+    first kind."""
+    names = [correlator_cursor(table, p) for p in range(PARTITIONS)]
+    stood = {name: (txid, i) for name, txid, i in conn.execute(
+        "SELECT consumer, txid::text, id FROM consumer_cursors WHERE consumer = ANY(%s)", (names,))}
+    at = [stood.get(name, ("0", 0)) for name in names]
+    conn.execute(f"UPDATE {table} t SET txid = CASE WHEN (t.txid, t.id) <= (c.at_txid::xid8, c.at_id) "
+                 "THEN %s::xid8 ELSE %s::xid8 END "
+                 "FROM unnest(%s::int[], %s::text[], %s::bigint[]) AS c (part, at_txid, at_id) "
+                 f"WHERE c.part = cargotrace_partition({PARTITION_KEY[table]})",
+                 (CONSUMED, PENDING, list(range(PARTITIONS)), [c[0] for c in at], [c[1] for c in at]))
+    consumed_up_to = dict(conn.execute(
+        f"SELECT cargotrace_partition({PARTITION_KEY[table]}), max(id) FROM {table} WHERE txid = %s::xid8 "
+        "GROUP BY 1", (CONSUMED,)).fetchall())
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO consumer_cursors (consumer, txid, id) VALUES (%s, %s::xid8, %s) "
+                        "ON CONFLICT (consumer) DO UPDATE SET txid = excluded.txid, id = excluded.id",
+                        [(name, CONSUMED, consumed_up_to.get(p, 0)) for p, name in enumerate(names)])

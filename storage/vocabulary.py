@@ -48,8 +48,19 @@ NOTIFICATION_CHANNELS = ("webhook", "wecom", "dingtalk", "feishu", "email")
 # fleet's speed profile piece by piece, the nearest past trips, or a blend of the last two.
 ETA_METHODS = ("speed", "profile", "past_trips", "blend")
 
-# Durable cursors (consumer_cursors) of the correlator, one per table it reads in commit order.
-CORRELATOR_CURSORS = {"tag_observations": "status:tag_observations", "positions": "status:positions"}
+# The correlator's work is split into partitions that several `crm run` processes share: fixes by
+# vehicle, observations by EPC (what decides a row's partition: the key's md5, first byte, modulo the
+# count; the SQL function cargotrace_partition of migration 0013 computes the same). Each partition of
+# each table it reads in commit order has a durable cursor in consumer_cursors, `status:<table>:<n>`.
+PARTITIONS = 16
+PARTITION_KEY = {"tag_observations": "coalesce(epc_uri, epc)", "positions": "vehicle_id"}
+
+
+def correlator_cursor(table: str, partition: int) -> str:
+    """The name of the status correlation's cursor over a partition of a source table."""
+    return f"status:{table}:{partition}"
+
+
 PROFILE_CURSOR = "speed_profile:positions"  # the speed history's fold of new fixes
 
 # LISTEN/NOTIFY channels.

@@ -25,8 +25,8 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from common import epc
 from common.contract import GPS_SCHEMA, RFID_SCHEMA, batch, iso_ms, topic
 from common.settings import Settings
-from crm_link.correlate import consumer, process_pending
-from storage.vocabulary import EXCEPTION_STATES, EXCEPTION_TYPES, STATUSES
+from crm_link.correlate import cursors, process_pending
+from storage.vocabulary import EXCEPTION_STATES, EXCEPTION_TYPES, PARTITION_KEY, STATUSES
 from tests.api_world import World
 from tests.browser import WAIT_S, chromium, sign_in, text_of
 from tests.helpers import ApiServer
@@ -88,8 +88,9 @@ def test_the_tracking_page_follows_a_status_change_made_through_ingest(
                 (gateway_id, event["seq"])).fetchone()[0] == 1)
             WebDriverWait(conn, WAIT_S).until(lambda c: process_pending(c) >= 0 and c.execute(
                 f"SELECT (k.txid, k.id) >= (t.txid, t.id) FROM consumer_cursors k, {table} t "
-                "WHERE k.consumer = %s AND t.gateway_id = %s AND t.seq = %s",
-                (consumer(table), gateway_id, event["seq"])).fetchone()[0])
+                f"WHERE k.consumer = (%s::text[])[cargotrace_partition({PARTITION_KEY[table]}) + 1] "
+                "AND t.gateway_id = %s AND t.seq = %s",
+                (cursors(table), gateway_id, event["seq"])).fetchone()[0])
 
         # Times of now, after the world's own fix of the truck (a minute ago, outside the warehouse): read in
         # time order, an older pallet read would be followed by that fix and go straight to in transit.

@@ -10,7 +10,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from crm_link import master_data
-from crm_link.correlate import DEFAULT_RADIUS_M
+from crm_link.ledger import DEFAULT_RADIUS_M
 from crm_link.status import CUSTOMER_SUBTAG, CUSTOMER_WORD
 
 # One round trip: the shipment with its item progress, timeline, customer-visible open exceptions and,
