@@ -75,6 +75,14 @@ def cursors(table: str) -> list[str]:
     return [consumer(table, p) for p in ALL]
 
 
+def unapplied(conn: psycopg.Connection, table: str) -> int:
+    """How many stored rows of a source table no partition's cursor has passed yet (a full count)."""
+    return conn.execute(
+        f"SELECT count(*) FROM {table} t LEFT JOIN consumer_cursors k "
+        f"ON k.consumer = (%s::text[])[cargotrace_partition({PARTITION_KEY[table]}) + 1] "
+        "WHERE k.consumer IS NULL OR (t.txid, t.id) > (k.txid, k.id)", (cursors(table),)).fetchone()[0]
+
+
 def _xid(txid: str, row_id: int) -> tuple[int, int]:
     return int(txid), row_id
 
@@ -109,26 +117,35 @@ def process_pending(conn: psycopg.Connection, consumed: Counter[str] | None = No
     default); returns how many demands changed status or got a new exception (once per batch, even when
     a demand moved several steps). `consumed` counts the events read, per kind, once their transaction
     committed; `thresholds` are the tenant's defaults of the route exceptions."""
-    owned = sorted(partitions)
     transitions = 0
-    while owned:
-        with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-            events: list[Event] = []
-            moves: dict[str, tuple[str, int]] = {}
-            for kind in _SOURCES:
-                got, moved = _read(cur, kind, owned)
-                events += got
-                moves |= moved
-            if not moves:
-                return transitions
-            touched = _apply(cur, events, thresholds)
-            cur.executemany("UPDATE consumer_cursors SET txid = %s::xid8, id = %s WHERE consumer = %s",
-                            [(txid, last_id, name) for name, (txid, last_id) in sorted(moves.items())])
-            cur.execute("SELECT pg_notify(%s, d::text) FROM unnest(%s::bigint[]) d", (STATUS_CHANNEL, sorted(touched)))
-            transitions += len(touched)
-        if consumed is not None:
-            consumed.update(event.kind for event in events)
+    while (applied := apply_batch(conn, consumed, thresholds, partitions)) is not None:
+        transitions += applied
     return transitions
+
+
+def apply_batch(conn: psycopg.Connection, consumed: Counter[str] | None = None,
+                thresholds: Thresholds = DEFAULT_THRESHOLDS, partitions: Iterable[int] = ALL) -> int | None:
+    """Apply the next batch of these partitions in one transaction, as process_pending; None when
+    nothing was pending."""
+    owned = sorted(partitions)
+    if not owned:
+        return None
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        events: list[Event] = []
+        moves: dict[str, tuple[str, int]] = {}
+        for kind in _SOURCES:
+            got, moved = _read(cur, kind, owned)
+            events += got
+            moves |= moved
+        if not moves:
+            return None
+        touched = _apply(cur, events, thresholds)
+        cur.executemany("UPDATE consumer_cursors SET txid = %s::xid8, id = %s WHERE consumer = %s",
+                        [(txid, last_id, name) for name, (txid, last_id) in sorted(moves.items())])
+        cur.execute("SELECT pg_notify(%s, d::text) FROM unnest(%s::bigint[]) d", (STATUS_CHANNEL, sorted(touched)))
+    if consumed is not None:
+        consumed.update(event.kind for event in events)
+    return len(touched)
 
 
 def _apply(cur: psycopg.Cursor, events: list[Event], thresholds: Thresholds) -> set[int]:

@@ -1,8 +1,12 @@
-"""`cargotrace crm run`: correlate as soon as ingest announces a commit, and on a slow timer as a safety net."""
+"""`cargotrace crm run`: correlate as soon as ingest announces a commit, and on a slow timer as a safety net.
+
+Several of them share the work by partitions (crm_link/partitions.py); the holder of partition 0 also
+sweeps for GPS silence and keeps the speed history."""
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -15,8 +19,9 @@ from common.metrics import Sample, serve
 from common.settings import Settings
 from common.stopping import stop_on_signals
 from crm_link import history_job, outbox
-from crm_link.correlate import process_pending
+from crm_link.correlate import apply_batch
 from crm_link.metrics import database_samples
+from crm_link.partitions import Claims
 from crm_link.route_watch import sweep_gps_silence
 from crm_link.thresholds import Thresholds
 from storage.vocabulary import EVENTS_CHANNEL
@@ -24,6 +29,7 @@ from storage.vocabulary import EVENTS_CHANNEL
 log = logging.getLogger(__name__)
 STOP_CHECK_S = 0.5
 HISTORY_EVERY_S = 60.0  # the speed history and past trips: statistics, not the live feed
+SWEEP_EVERY_S = 5.0  # GPS silence, looked for whenever caught up, and this often while behind
 
 
 class CrmWorker:
@@ -43,18 +49,26 @@ class CrmWorker:
         try:
             while not stop.is_set():
                 try:
+                    # Named after the process, so an operator sees in pg_stat_activity which one holds what.
                     with psycopg.connect(s.database_url, autocommit=True) as listener, \
-                            psycopg.connect(s.database_url) as conn:
+                            psycopg.connect(s.database_url, application_name=f"cargotrace crm {os.getpid()}") as conn:
                         listener.execute(f"LISTEN {EVENTS_CHANNEL}")
                         backoff, self.database_ok = 0.5, True
-                        history_due = time.monotonic()
+                        sweep_due = history_due = time.monotonic()
+                        claims = Claims()
                         while not stop.is_set():
-                            self.transitions += process_pending(conn, self.consumed, thresholds)
-                            self.transitions += sweep_gps_silence(conn, thresholds, datetime.now(UTC))
-                            if time.monotonic() >= history_due:
-                                history_job.refresh(conn)
-                                history_due = time.monotonic() + HISTORY_EVERY_S
-                            _wait(listener, s.crm_poll_seconds, stop)
+                            owned = claims.rebalance(conn)  # between batches: partitions change hands here
+                            applied = apply_batch(conn, self.consumed, thresholds, owned)
+                            self.transitions += applied or 0
+                            if 0 in owned and (applied is None or time.monotonic() >= sweep_due):
+                                # the whole fleet's chores: one process does them
+                                self.transitions += sweep_gps_silence(conn, thresholds, datetime.now(UTC))
+                                sweep_due = time.monotonic() + SWEEP_EVERY_S
+                                if time.monotonic() >= history_due:
+                                    history_job.refresh(conn)
+                                    history_due = time.monotonic() + HISTORY_EVERY_S
+                            if applied is None:
+                                _wait(listener, s.crm_poll_seconds, stop)
                 except psycopg.OperationalError as exc:
                     self.database_ok = False
                     self.database_errors += 1

@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from common.settings import Settings
-from crm_link.correlate import cursors
+from crm_link.correlate import unapplied
 from storage.failover import hosts, state
 from storage.migrate import migrate
 from tests.brokers import Mosquitto
@@ -127,8 +127,7 @@ def test_without_synchronous_replication_the_loss_is_exactly_what_the_standby_ne
 def correlated(url: str) -> bool:
     """The correlator, reconnected to the new primary, has read every stored fix."""
     with psycopg.connect(url) as conn:
-        return conn.execute("SELECT min(c.id) >= (SELECT max(id) FROM positions) FROM consumer_cursors c "
-                            "WHERE c.consumer = ANY(%s)", (cursors("positions"),)).fetchone() == (True,)
+        return unapplied(conn, "positions") == 0
 
 
 def keys(url: str) -> set[tuple[str, int]]:
