@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import psycopg
 
@@ -62,15 +63,18 @@ def vehicles_at_doors(cur: psycopg.Cursor, asked: dict[tuple[str, datetime], dat
     None. `cur` returns dict rows; `window` bounds how far from the time a tag read or a fix may be."""
     keys = list(asked)
     cur.execute(_EVIDENCE, {"read_points": [k[0] for k in keys], "times": list(asked.values()), "window": window})
-    found: dict[int, list[dict]] = {}
+    found: dict[int, list[dict[str, Any]]] = {}
     for row in cur.fetchall():
         found.setdefault(row["n"], []).append(row)
     return {key: _decide(found.get(n, [])) for n, key in enumerate(keys, 1)}
 
 
-def _decide(rows: list[dict]) -> AtDoor | None:
-    if rows and rows[0]["rank"] < 3:
+def _decide(rows: list[dict[str, Any]]) -> AtDoor | None:
+    if not rows:
+        return None
+    if rows[0]["rank"] < 3:
         return AtDoor(rows[0]["id"], "tag" if rows[0]["rank"] == 1 else "dock_assignment")
-    inside = [r["id"] for r in rows
-              if Geofence(r["site_lat"], r["site_lon"], r["radius_m"], r["polygon"]).contains(r["lat"], r["lon"])]
+    site = rows[0]  # the vehicles' last fixes, all against the door's site
+    fence = Geofence(site["site_lat"], site["site_lon"], site["radius_m"], site["polygon"])
+    inside = [r["id"] for r in rows if fence.contains(r["lat"], r["lon"])]
     return AtDoor(inside[0], "geofence") if len(inside) == 1 else None

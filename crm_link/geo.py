@@ -48,8 +48,8 @@ class Geofence:
         if self.polygon is not None:
             projection, outline = _outline(json.dumps(self.polygon, sort_keys=True))
             return bool(outline.covers(Point(projection.xy(lat, lon))))
-        projection = LocalProjection(self.lat, self.lon)
-        return _disc(self.radius_m).contains(Point(projection.xy(lat, lon)))
+        x, y = LocalProjection(self.lat, self.lon).xy(lat, lon)
+        return x * x + y * y < self.radius_m * self.radius_m
 
 
 @lru_cache(maxsize=1024)
@@ -59,12 +59,6 @@ def _outline(geojson: str) -> tuple[LocalProjection, Polygon]:
     projection = LocalProjection(rings[0][0][1], rings[0][0][0])
     metres = [[projection.xy(lat, lon) for lon, lat, *_ in ring] for ring in rings]
     return projection, Polygon(metres[0], metres[1:])
-
-
-@lru_cache(maxsize=256)
-def _disc(radius_m: float) -> Polygon:
-    """A geofence's circle around the origin, built once per radius (it is asked on every fix)."""
-    return Point(0, 0).buffer(radius_m)
 
 
 def great_circle_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -86,6 +86,7 @@ class Ledger:
     _events: list[tuple[Any, ...]] = field(default_factory=list)
     _moved: set[int] = field(default_factory=set)
     _items: dict[int, Row] = field(default_factory=dict)
+    _unmarked: Counter[tuple[int, str]] = field(default_factory=Counter)  # (demand, column) → items without it
     _watched: set[int] = field(default_factory=set)
     _etas: dict[int, list[EtaChange]] = field(default_factory=lambda: defaultdict(list))
     _incidents: list[Incident] = field(default_factory=list)  # opened or resolved here, in order
@@ -100,10 +101,13 @@ class Ledger:
             if demand["vehicle_id"] is not None:
                 self.by_vehicle[demand["vehicle_id"]].append(demand)
         ids = list(self.demands)
+        # Not locked: items change only under their demand's lock (crm_link/demands.py takes it first).
         cur.execute("SELECT id, demand_id, epc_uri, loaded_at, delivered_at FROM demand_items "
-                    "WHERE demand_id = ANY(%s) ORDER BY id FOR UPDATE", (ids,))
+                    "WHERE demand_id = ANY(%s)", (ids,), binary=True)
         for item in cur.fetchall():
             self.items[item["demand_id"]].append(item)
+            for column in ("loaded_at", "delivered_at"):
+                self._unmarked[item["demand_id"], column] += item[column] is None
             self.by_epc[item["epc_uri"]].append((self.demands[item["demand_id"]], item))
         cur.execute(f"SELECT demand_id, {', '.join(WATCH)} FROM route_watch WHERE demand_id = ANY(%s)", (ids,))
         for row in cur.fetchall():
@@ -137,10 +141,10 @@ class Ledger:
         if item[column] is None:
             item[column] = at
             self._items[item["id"]] = item
+            self._unmarked[item["demand_id"], column] -= 1
 
     def all_items(self, demand_id: int, column: str) -> bool:
-        items = self.items.get(demand_id, ())
-        return bool(items) and all(i[column] is not None for i in items)
+        return bool(self.items.get(demand_id)) and self._unmarked[demand_id, column] == 0
 
     def open_exception(self, kind: str, demand_id: int | None, vehicle_id: str | None, at: datetime,
                        evidence: dict[str, Any]) -> bool:
@@ -180,13 +184,19 @@ class Ledger:
 
     def flush(self, cur: psycopg.Cursor) -> set[int]:
         """Write every change; returns the demands touched."""
-        cur.executemany("INSERT INTO shipment_events (demand_id, status, ts, biz_step, place, lat, lon, source) "
-                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", self._events)
+        cur.execute("INSERT INTO shipment_events (demand_id, status, ts, biz_step, place, lat, lon, source) "
+                    "SELECT * FROM unnest(%b::bigint[], %b::text[], %b::timestamptz[], %b::text[], %b::text[], "
+                    "%b::float8[], %b::float8[], %b::jsonb[]) ON CONFLICT DO NOTHING",
+                    [list(column) for column in zip(*self._events, strict=True)] if self._events else [[]] * 8)
         cur.executemany("UPDATE demands SET status = %s, status_at = %s, updated_at = now() WHERE id = %s",
                         [(self.demands[i]["status"], self.demands[i]["status_at"], i) for i in sorted(self._moved)])
-        cur.executemany("UPDATE demand_items SET loaded_at = coalesce(loaded_at, %s), "
-                        "delivered_at = coalesce(delivered_at, %s) WHERE id = %s",
-                        [(i["loaded_at"], i["delivered_at"], i["id"]) for i in self._items.values()])
+        items = list(self._items.values())  # a pallet passage marks thousands: one statement
+        cur.execute("UPDATE demand_items i SET loaded_at = coalesce(i.loaded_at, c.loaded_at), "
+                    "delivered_at = coalesce(i.delivered_at, c.delivered_at) "
+                    "FROM unnest(%b::bigint[], %b::timestamptz[], %b::timestamptz[]) "
+                    "AS c (id, loaded_at, delivered_at) "
+                    "WHERE i.id = c.id", ([i["id"] for i in items], [i["loaded_at"] for i in items],
+                                          [i["delivered_at"] for i in items]))
         self._write_etas(cur)
         self._write_incidents(cur)
         cur.executemany(f"INSERT INTO route_watch (demand_id, {', '.join(WATCH)}) VALUES (%s{', %s' * len(WATCH)}) "

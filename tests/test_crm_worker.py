@@ -78,7 +78,7 @@ def test_a_geofence_contains_a_point_exactly_when_it_is_within_the_radius(
         lat: float, lon: float, radius: float, dlat: float, dlon: float) -> None:
     distance = haversine_m(lat, lon, lat + dlat, lon + dlon)
     inside = Geofence(lat, lon, radius).contains(lat + dlat, lon + dlon)
-    # 1 % slack: the circle is a polygon and the projection is local.
+    # 1 % slack: the projection is local.
     if distance < 0.99 * radius:
         assert inside
     elif distance > 1.01 * radius:
