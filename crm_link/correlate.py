@@ -1,8 +1,8 @@
 """Observations and fixes → shipment status transitions, consumed in commit order, a batch at a time.
 
-The work is split into partitions (storage/vocabulary.py: fixes by vehicle, observations by EPC) that
-several processes share (crm_link/partitions.py). Each partition of each source table has a durable
-cursor (txid, id) in `consumer_cursors`. Only rows whose writing transaction is older than every
+The work is split into partitions (storage/vocabulary.py: fixes by vehicle, observations by dock
+door) that several processes share (crm_link/partitions.py). Each partition of each source table has
+a durable cursor (txid, id) in `consumer_cursors`. Only rows whose writing transaction is older than every
 transaction still running in this database are read (txid below the horizon), so no row can later
 appear behind a cursor; the cursors move in the same transaction as the transitions they caused, so a
 restart or a takeover neither skips nor repeats one.

@@ -49,11 +49,13 @@ NOTIFICATION_CHANNELS = ("webhook", "wecom", "dingtalk", "feishu", "email")
 ETA_METHODS = ("speed", "profile", "past_trips", "blend")
 
 # The correlator's work is split into partitions that several `crm run` processes share: fixes by
-# vehicle, observations by EPC (what decides a row's partition: the key's md5, first byte, modulo the
-# count; the SQL function cargotrace_partition of migration 0013 computes the same). Each partition of
-# each table it reads in commit order has a durable cursor in consumer_cursors, `status:<table>:<n>`.
+# vehicle, observations by read point (a dock door: a pallet passage there concerns the same few
+# demands and the truck at that door, so processes do not wait on each other's demands, and the door's
+# evidence stays in one place). A row's partition is the first byte of its key's md5 modulo the count
+# (the SQL function cargotrace_partition of migration 0013). Each partition of each table read in
+# commit order has a durable cursor in consumer_cursors, `status:<table>:<n>`.
 PARTITIONS = 16
-PARTITION_KEY = {"tag_observations": "coalesce(epc_uri, epc)", "positions": "vehicle_id"}
+PARTITION_KEY = {"tag_observations": "read_point", "positions": "vehicle_id"}
 
 
 def correlator_cursor(table: str, partition: int) -> str:
