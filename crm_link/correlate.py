@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import psycopg
 from psycopg.rows import dict_row
 
 from crm_link.exceptions import Misloads, missing_cargo
-from crm_link.geo import Geofence
+from crm_link.geo import Geofence, off_route_many
 from crm_link.ledger import Ledger
 from crm_link.route_watch import on_fix
 from crm_link.status import RANK
@@ -158,13 +159,13 @@ def _apply(cur: psycopg.Cursor, events: list[Event], thresholds: Thresholds) -> 
     led = Ledger()
     led.load(cur, list({o["epc_uri"] for o in reads}), list({p["vehicle_id"] for p in fixes}), sorted(named))
     misloads.ask_doors(cur, led, reads)
-    newest = {p["vehicle_id"]: p["id"] for p in fixes}
+    route = _Route(led, fixes, thresholds)
     for event in events:
         if event.kind == "observation":
             if event.data["epc_uri"]:
                 _observation(led, event.data, misloads)
         else:
-            _position(led, cur, event.data, thresholds, newest[event.data["vehicle_id"]] == event.id)
+            _position(led, cur, event.data, route)
     return led.flush(cur)
 
 
@@ -192,7 +193,28 @@ def _observation(led: Ledger, o: dict[str, Any], misloads: Misloads) -> None:
                 "observation_id": o["id"]})
 
 
-def _position(led: Ledger, cur: psycopg.Cursor, p: dict[str, Any], thresholds: Thresholds, newest: bool) -> None:
+class _Route:
+    """What the batch's fixes share by vehicle and demand, worked out once: each vehicle's newest fix,
+    the distances of its fixes from its demands' planned routes (one vectorised call per demand), the
+    thresholds that apply to each demand."""
+
+    def __init__(self, led: Ledger, fixes: list[dict[str, Any]], thresholds: Thresholds) -> None:
+        by_vehicle: dict[str, list[dict[str, Any]]] = {}
+        for p in fixes:
+            by_vehicle.setdefault(p["vehicle_id"], []).append(p)
+        self.newest = {vehicle: own[-1]["id"] for vehicle, own in by_vehicle.items()}
+        self.off_route: dict[tuple[int, int], float] = {}
+        self.thresholds: dict[int, Thresholds] = {}
+        for vehicle, own in by_vehicle.items():
+            for demand in led.by_vehicle.get(vehicle, ()):
+                self.thresholds[demand["id"]] = thresholds.overridden(demand["exception_thresholds"])
+                if demand["planned_route"]:
+                    far = off_route_many(demand["planned_route"], np.array([p["lat"] for p in own]),
+                                         np.array([p["lon"] for p in own]))
+                    self.off_route |= {(demand["id"], p["id"]): float(d) for p, d in zip(own, far, strict=True)}
+
+
+def _position(led: Ledger, cur: psycopg.Cursor, p: dict[str, Any], route: _Route) -> None:
     here = (p["lat"], p["lon"])
     for demand in led.by_vehicle.get(p["vehicle_id"], ()):
         if demand["status"] in ("loading", "loaded") and demand["o_lat"] is not None:
@@ -204,4 +226,5 @@ def _position(led: Ledger, cur: psycopg.Cursor, p: dict[str, Any], thresholds: T
             if destination.contains(*here):
                 led.advance(demand, "arrived", "position", p, demand["destination_site_id"], *here)
         if demand["status"] == "in_transit":
-            on_fix(led, cur, demand, p, thresholds.overridden(demand["exception_thresholds"]), newest)
+            on_fix(led, cur, demand, p, route.thresholds[demand["id"]], route.newest[p["vehicle_id"]] == p["id"],
+                   route.off_route.get((demand["id"], p["id"])))

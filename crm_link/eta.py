@@ -40,16 +40,17 @@ def estimate(at: datetime, remaining: float, speed_kmh: float, t: Thresholds) ->
 
 
 def forecast(cur: psycopg.Cursor, demand: dict[str, Any], fix: dict[str, Any], speed_kmh: float,
-             t: Thresholds) -> eta_model.Forecast | None:
+             t: Thresholds, seen: eta_inputs.Overview | None = None) -> eta_model.Forecast | None:
     """The time to go of the demand from this fix, by every method that can answer and the one given;
-    None when its destination has no place. Reads nothing of the vehicle after the fix."""
+    None when its destination has no place. Reads nothing of the vehicle after the fix. `seen`: the
+    history's overview, when the caller has read it."""
     if demand["d_lat"] is None:
         return None
     at, here, dest = fix["ts"], (fix["lat"], fix["lon"]), (demand["d_lat"], demand["d_lon"])
     remaining = remaining_m(demand["planned_route"], *here, *dest)
     at_s, conn = at.timestamp(), cur.connection
     by = {"speed": (estimate(at, remaining, speed_kmh, t) - at).total_seconds()}
-    seen = eta_inputs.overview(conn)
+    seen = seen or eta_inputs.overview(conn)
     if seen.median_kmh:
         by["naive"] = remaining / (seen.median_kmh / 3.6)
     if seen.pairs >= eta_model.MIN_PAIRS or seen.trips:
@@ -65,17 +66,24 @@ def forecast(cur: psycopg.Cursor, demand: dict[str, Any], fix: dict[str, Any], s
     return eta_model.choose(by, seen.calibration)
 
 
+def stored(demand: dict[str, Any]) -> Estimate | None:
+    if demand.get("eta") is None:
+        return None
+    return Estimate(demand["eta"], demand["eta_p10"] or demand["eta"], demand["eta_p90"] or demand["eta"],
+                    demand["eta_method"] or "speed")
+
+
 def update(led: Ledger, cur: psycopg.Cursor, demand: dict[str, Any], fix: dict[str, Any], speed_kmh: float,
            t: Thresholds, newest: bool = True) -> Estimate | None:
-    """The ETA of the demand after this fix, kept in the ledger: made again from the vehicle's newest fix
-    of a batch, and then only once the stored one is older than REFRESH; else the stored one. None when
-    its destination has no place."""
+    """The ETA of the demand after this fix, kept in the ledger: made at its first fix in transit, then
+    again from the vehicle's newest fix of a batch once the stored one is older than REFRESH; else the
+    stored one. None when its destination has no place."""
     made = demand.get("eta_computed_at")
-    fresh = made is not None and timedelta(0) <= fix["ts"] - made < REFRESH
-    if demand.get("eta") is not None and (fresh or not newest):
-        return Estimate(demand["eta"], demand["eta_p10"] or demand["eta"], demand["eta_p90"] or demand["eta"],
-                        demand["eta_method"] or "speed")
-    f = forecast(cur, demand, fix, speed_kmh, t)
+    if made is not None and (not newest or timedelta(0) <= fix["ts"] - made < REFRESH):
+        return stored(demand)
+    if "history" not in led.memo:  # what the history holds over all: read once a batch
+        led.memo["history"] = eta_inputs.overview(cur.connection)
+    f = forecast(cur, demand, fix, speed_kmh, t, led.memo["history"])
     if f is None:
         return None
     at = fix["ts"]

@@ -76,8 +76,13 @@ def _route(geojson: str) -> tuple[LocalProjection, LineString]:
 
 
 def off_route_m(planned_route: dict[str, Any], lat: float, lon: float) -> float:
+    return float(off_route_many(planned_route, np.array([lat]), np.array([lon]))[0])
+
+
+def off_route_many(planned_route: dict[str, Any], lats: np.ndarray, lons: np.ndarray) -> np.ndarray:
+    """The distances of many fixes from the planned route, in one call (a batch's fixes of a vehicle)."""
     projection, line = _route(json.dumps(planned_route, sort_keys=True))
-    return float(line.distance(Point(projection.xy(lat, lon))))
+    return shapely.distance(line, shapely.points(*projection.xy(lats, lons)))
 
 
 def remaining_m(planned_route: dict[str, Any] | None, lat: float, lon: float, to_lat: float, to_lon: float) -> float:

@@ -83,6 +83,7 @@ class Ledger:
     watches: dict[int, Watch] = field(default_factory=dict)
     unresolved: dict[IncidentKey, Incident] = field(default_factory=dict)
     touched: set[int] = field(default_factory=set)  # demands whose status or exceptions changed
+    memo: dict[str, Any] = field(default_factory=dict)  # what the batch's events read once for all
     _events: list[tuple[Any, ...]] = field(default_factory=list)
     _moved: set[int] = field(default_factory=set)
     _items: dict[int, Row] = field(default_factory=dict)

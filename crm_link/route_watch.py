@@ -16,23 +16,22 @@ from psycopg.rows import dict_row
 
 from crm_link import eta
 from crm_link.detectors import DETECTORS, Clear, Open, Situation, Watch
-from crm_link.geo import off_route_m
 from crm_link.ledger import Ledger
 from crm_link.thresholds import Thresholds
 
 
 def on_fix(led: Ledger, cur: psycopg.Cursor, demand: dict[str, Any], fix: dict[str, Any], t: Thresholds,
-           newest: bool) -> None:
+           newest: bool, distance: float | None) -> None:
     """One accepted fix of the vehicle of an in-transit demand, applied to the batch's ledger; `newest`:
-    the vehicle's newest fix in the batch, the one its ETA is made from. `demand` has id, vehicle_id,
-    planned_route, delivery_to, eta*, destination_site_id and the origin and destination geofences
-    (o_*, d_*); `cur` reads what only a long stop asks (the sites around it)."""
+    the vehicle's newest fix in the batch, the one its ETA is made from; `distance` from the planned
+    route (None without one). `demand` has id, vehicle_id, planned_route, delivery_to, eta*,
+    destination_site_id and the origin and destination geofences (o_*, d_*); `cur` reads what only a
+    long stop asks (the sites around it)."""
     watch = led.watches.get(demand["id"]) or Watch()
     at, lat, lon = fix["ts"], fix["lat"], fix["lon"]
     if watch.last_fix_at is not None and at <= watch.last_fix_at:
         return  # an older fix, committed late: the watch has moved on
     speed = fix["speed_kmh"] if fix["speed_kmh"] is not None else 0.0
-    distance = off_route_m(demand["planned_route"], lat, lon) if demand["planned_route"] else None
     watch.advance(at, lat, lon, speed, distance, t)
     estimate = eta.update(led, cur, demand, fix, watch.speed_kmh_avg or 0.0, t, newest)
     situation = Situation(cur, demand, fix, t, watch, speed, distance, estimate.eta if estimate else None)
