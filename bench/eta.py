@@ -33,6 +33,7 @@ from crm_link import history_job
 from crm_link.correlate import process_pending
 from crm_link.demands import DemandRecord, upsert_demand
 from crm_link.directory import upsert_customer, upsert_site, upsert_vehicle
+from crm_link.geo import great_circle_m
 from device_drivers.gps import NmeaDecoder
 from device_drivers.simulators import drive
 from device_drivers.types import Fix
@@ -46,6 +47,7 @@ LONG_ROUTE = [demo.WAREHOUSE, (31.2240, 121.5000), (31.2100, 121.5500), (31.1950
               (31.1850, 121.7000), (31.1800, 121.7500)]
 BANDS = ((30, None), (10, 30), (0, 10))  # minutes still to go
 OUT_MIN = (30, 10)  # the error of the ETA this long before the arrival
+DEST_RADIUS_M = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +84,7 @@ def fixes(trip: Trip, start: datetime) -> list[Fix]:
 def _seed(conn: psycopg.Connection, trip: Trip) -> int:
     upsert_customer(conn, "acme", "ACME Trading Co.")
     upsert_site(conn, "wh-sh1", "Warehouse Shanghai 1", *trip.route[0], 300, doors=["door-03"])
-    upsert_site(conn, "dest", "Destination", *trip.route[-1], 200, doors=["door-01"])
+    upsert_site(conn, "dest", "Destination", *trip.route[-1], DEST_RADIUS_M, doors=["door-01"])
     upsert_vehicle(conn, "TRK-042")
     record = DemandRecord.model_validate({
         "origin_site_id": "wh-sh1", "destination": {"site_id": "dest"}, "vehicle_id": "TRK-042",
@@ -100,7 +102,8 @@ def _seed(conn: psycopg.Connection, trip: Trip) -> int:
 
 def past_drives(conn: psycopg.Connection, trip: Trip, drives: int, period_s: int) -> None:
     """`drives` earlier drives of the trip's lane at its usual speeds, a weekday each, stored as fixes
-    and past trips; then the history job's steps over them."""
+    and past trips (arrived on entering the destination's geofence, as the correlator has it); then the
+    history job's steps over them."""
     rng = random.Random(trip.name)
     days = [d for d in range(1, 7 * drives) if (START - timedelta(days=d)).weekday() < 5][:drives]
     with conn.cursor() as cur:
@@ -112,8 +115,9 @@ def past_drives(conn: psycopg.Connection, trip: Trip, drives: int, period_s: int
             cur.executemany("INSERT INTO positions (gateway_id, seq, ts, vehicle_id, lat, lon, speed_kmh) "
                             "VALUES ('past', %s, %s, 'TRK-042', %s, %s, %s)",
                             [(n * 100_000 + i, f.ts, f.lat, f.lon, f.speed_kmh) for i, f in enumerate(kept)])
+            arrived = next(f.ts for f in kept if great_circle_m(f.lat, f.lon, *trip.route[-1]) <= DEST_RADIUS_M)
             cur.execute("INSERT INTO past_trips (vehicle_id, departed_at, arrived_at, lane) VALUES "
-                        "('TRK-042', %s, %s, 'wh-sh1 → dest')", (kept[0].ts, kept[-1].ts))
+                        "('TRK-042', %s, %s, 'wh-sh1 → dest')", (kept[0].ts, arrived))  # as the correlator has it
     conn.commit()
     history_job.build_all(conn)
 
