@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import random
+import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -155,6 +156,9 @@ def run(database_url: str, trip: Trip, period_s: int, history: int = 0) -> dict:
             "error_min_at": {out: _error_at(predictions, arrived, out) for out in OUT_MIN},
             "methods": sorted({method for *_, method in bands}),
             "band_holds": round(sum(p10 <= arrived <= p90 for p10, p90, _ in bands) / len(bands), 3),
+            "band_held": [sum(p10 <= arrived <= p90 for p10, p90, _ in bands), len(bands)],
+            "band_width_pct": round(100 * statistics.median((p90 - p10) / (arrived - at) for (at, _), (p10, p90, _)
+                                                            in zip(predictions, bands, strict=True)), 1),
             "late_opened_min_before_breach": None if late is None else round(
                 (trip.delivery_to + timedelta(minutes=15) - late[0]).total_seconds() / 60, 1)}
 
@@ -184,6 +188,7 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=20, help="earlier drives of each lane in the history")
     args = parser.parse_args()
     out: dict[int, tuple[list[float], list[float]]] = {m: ([], []) for m in OUT_MIN}  # empty, with history
+    held = [0, 0]  # ETAs with history whose band held the arrival, of all
     for trip in trips():
         for with_history, drives in enumerate((0, args.history)):
             url = fresh_database(args.database)
@@ -195,7 +200,8 @@ def main() -> None:
             print(f"{result['trip']} ({drives} past drives): arrived after {result['trip_min']} min; late opened "
                   f"{result['late_opened_min_before_breach']} min before the breach; ETA error "
                   + ", ".join(f"{e} min at {m} min out" for m, e in result["error_min_at"].items())
-                  + f"; by {'/'.join(result['methods'])}, p10-p90 held the arrival {result['band_holds']:.0%}")
+                  + f"; by {'/'.join(result['methods'])}, p10-p90 held the arrival {result['band_holds']:.0%} "
+                  f"(median width {result['band_width_pct']} % of the time to go)")
             for band in result["bands"]:
                 print(f"  {band['to_go_min']:>6} min to go: {band['fixes']:4} fixes, mean |error| "
                       f"{band['mean_abs_err_min']:5.2f} min (max {band['max_abs_err_min']:5.2f}), "
@@ -203,9 +209,13 @@ def main() -> None:
             for m, e in result["error_min_at"].items():
                 if e is not None:
                     out[m][with_history].append(abs(e))
+            if with_history and result["error_min_at"][OUT_MIN[0]] is not None:  # the three trips
+                held = [a + b for a, b in zip(held, result["band_held"], strict=True)]
     for m, (empty, full) in out.items():
         print(f"{m} min out, mean |error| over {len(empty)} trips: empty history {sum(empty) / len(empty):.2f} min, "
               f"{args.history} past drives {sum(full) / len(full):.2f} min")
+    print(f"p10-p90 with {args.history} past drives held the arrival in {held[0] / held[1]:.0%} of the "
+          f"{held[1]} ETAs of the three trips")
 
 if __name__ == "__main__":
     main()
