@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from crm_link.grid import ANY_HOUR, BUCKET_KMH, Floats, cells, hour_of_week, hours_of_week, metres, metres_from
+from crm_link.grid import ANY_HOUR, BUCKET_KMH, Floats, Ints, cells, hour_of_week, hours_of_week, metres, metres_from
 
 PIECE_M = 100.0
 PRIOR_M = 500.0  # history a cell's own pace needs to count as much as the pace around it
@@ -83,6 +83,13 @@ class ProfileView:
             pace = (s + PRIOR_M * pace) / (m + PRIOR_M)
         return pace
 
+    def paces(self, cell: Ints, hour: Ints) -> Floats:
+        """pace() of each (cell, hour), array by array (broadcast): each distinct pair worked out once."""
+        cell, hour = np.broadcast_arrays(cell, hour)
+        keys, at = np.unique(cell.ravel(), return_inverse=True)
+        code, back = np.unique(at * 256 + hour.ravel(), return_inverse=True)  # hours < 256: one key
+        return np.array([self.pace(int(keys[k >> 8]), k & 255) for k in code.tolist()])[back].reshape(cell.shape)
+
     def known_m(self, cell: int) -> float:
         return self.rows.get((cell, ANY_HOUR), (0.0, 0.0))[0]
 
@@ -137,18 +144,22 @@ class PastTrip:
         """Where it passed this place and then arrived at the destination (point indices): entered its
         circle of `radius_m`, else came nearest it (a path ends where its own trip arrived); None unless
         it passed within MATCH_M of the place and of the destination's circle."""
-        near = metres_from(self.lat, self.lon, lat, lon)
-        a = int(np.argmin(near))
-        if near[a] > MATCH_M:
-            return None
-        there = metres_from(self.lat[a:], self.lon[a:], dest_lat, dest_lon)
-        inside = np.nonzero(there <= radius_m)[0]
-        b = int(inside[0]) if len(inside) else int(np.argmin(there))
-        return (a, a + b) if there[b] <= radius_m + MATCH_M else None
+        return _arrival(metres_from(self.lat, self.lon, lat, lon), metres_from(self.lat, self.lon, dest_lat, dest_lon),
+                        radius_m)
 
     def long_stops_s(self, a: int, b: int) -> float:
         gaps = self.to_go[a:b] - self.to_go[a + 1:b + 1]
         return float(gaps[gaps >= DWELL_S].sum())
+
+
+def _arrival(near: Floats, there: Floats, radius_m: float) -> tuple[int, int] | None:
+    """PastTrip.match from its points' distances to the place and to the destination."""
+    a = int(np.argmin(near))
+    if near[a] > MATCH_M:
+        return None
+    inside = np.nonzero(there[a:] <= radius_m)[0]
+    b = a + (int(inside[0]) if len(inside) else int(np.argmin(there[a:])))
+    return (a, b) if there[b] <= radius_m + MATCH_M else None
 
 
 @dataclass(frozen=True)
@@ -220,7 +231,7 @@ def live_ratio(recent: Fixes, profile: ProfileView) -> float:
     c = cells((recent.lat[:-1] + recent.lat[1:]) / 2, (recent.lon[:-1] + recent.lon[1:]) / 2)
     h = hours_of_week(recent.t[:-1])
     w = np.where(dt <= MAX_GAP_S, 0.5 ** ((recent.t[-1] - recent.t[1:]) / LIVE_HALF_LIFE_S), 0.0)
-    expected = sum(w[i] * d[i] * profile.pace(int(c[i]), int(h[i])) for i in np.nonzero(w)[0])
+    expected = float((w * d * profile.paces(c, h)).sum())
     took = float((w * dt).sum())
     if took == 0:
         return 1.0
@@ -235,7 +246,8 @@ def profile_times(at: float, ahead: Ahead, recent: Fixes, profile: ProfileView,
     way); None when too little of the route ahead is known."""
     if not profile.enough or len(ahead.length) == 0:
         return None
-    keys, at_piece = np.unique(ahead.cells, return_inverse=True)
+    cell = ahead.cells
+    keys, at_piece = np.unique(cell, return_inverse=True)
     known = np.array([profile.known_m(int(c)) >= KNOWN_M for c in keys.tolist()])
     if ahead.length[known[at_piece]].sum() < MIN_COVERAGE * ahead.length.sum():
         return None
@@ -243,12 +255,10 @@ def profile_times(at: float, ahead: Ahead, recent: Fixes, profile: ProfileView,
     ratio = np.where(fade > 0, live_ratio(recent, profile) if fade.max() > 0 else 1.0, 1.0)
     start = np.r_[0.0, np.cumsum(ahead.length)[:-1]]
     scale = 1 + (ratio - 1) * np.exp(-start / np.maximum(fade, 1.0))
-    first = ahead.offset_m * profile.pace(int(keys[at_piece[0]]), hour_of_week(at)) * ratio[:, 0]
+    first = ahead.offset_m * profile.pace(int(cell[0]), hour_of_week(at)) * ratio[:, 0]
     hours = np.full(scale.shape, hour_of_week(at))
     while True:  # each piece at the hour the vehicle reaches it: again until no piece changes its hour
-        code, back = np.unique(at_piece * 256 + hours, return_inverse=True)  # hours < 256: one key
-        pace = np.array([profile.pace(int(keys[c >> 8]), c & 255) for c in code.tolist()])[back].reshape(hours.shape)
-        took = ahead.length * pace * scale
+        took = ahead.length * profile.paces(cell, hours) * scale
         reached = first[:, None] + np.cumsum(took, axis=1) - took
         now = hours_of_week(at + reached)
         if np.array_equal(now, hours):
@@ -272,16 +282,22 @@ def passages(trips: list[PastTrip], at: float, recent: Fixes, dest: tuple[float,
     circle of radius_m)."""
     lat, lon = float(recent.lat[-1]), float(recent.lon[-1])
     moved = float(metres(recent.lat[0], recent.lon[0], lat, lon)) >= MATCH_M
+    if not trips:
+        return []
+    ends = np.cumsum([len(trip.lat) for trip in trips])
+    every_lat, every_lon = np.concatenate([trip.lat for trip in trips]), np.concatenate([trip.lon for trip in trips])
+    near, there, behind = (np.split(metres_from(every_lat, every_lon, *point), ends[:-1]) for point in
+                           ((lat, lon), dest, (recent.lat[0], recent.lon[0])))  # every path at once: one call
     out = []
-    for trip in trips:
-        matched = trip.match(lat, lon, *dest, radius_m)
+    for i, trip in enumerate(trips):
+        matched = _arrival(near[i], there[i], radius_m)
         if matched is None:
             continue
         a, b = matched
         tod_h = abs(((trip.arrived_at - trip.to_go[a] - at) / 3600 + 12) % 24 - 12)
         unlike = tod_h / 2
         if moved:  # how long it took over the stretch this vehicle drove in its live window
-            back = metres_from(trip.lat[:a + 1], trip.lon[:a + 1], recent.lat[0], recent.lon[0])
+            back = behind[i][:a + 1]
             c = int(np.argmin(back))
             took = trip.to_go[c] - trip.to_go[a] if back[c] <= MATCH_M else None
             unlike += 1.0 if took is None else abs(
