@@ -18,7 +18,8 @@ the past trips from there to the destination, else the straight line (`--route h
 Printed per horizon and method (naive = the distance left over the history's median speed; today's =
 the distance left over the smoothed recent speed, 15-90 km/h; new = what the correlator now stores):
 trips, mean absolute error, 90th percentile of the absolute error and mean signed error (late > 0)
-in minutes with 95 % bootstrap intervals, and how often the new ETA's p10-p90 band held the arrival.
+in minutes with 95 % bootstrap intervals, how often the new ETA's p10-p90 band held the arrival and
+its median width.
 A horizon with fewer than MIN_TRIPS trips is printed as insufficient.
 """
 
@@ -152,7 +153,7 @@ def replay(conn: psycopg.Connection, fixes: list[Fix], horizons: list[int], own_
     arrived, t = fixes[end].ts, Thresholds()
     route = {"type": "LineString", "coordinates": [[f.lon, f.lat] for f in fixes[:end + 1]]}
     demand = {"id": 0, "vehicle_id": _replayed(fixes[0]), "planned_route": route if own_route else None,
-              "d_lat": fixes[end].lat, "d_lon": fixes[end].lon, "eta": None}
+              "d_lat": fixes[-1].lat, "d_lon": fixes[-1].lon, "d_radius": ARRIVED_M, "eta": None}
     watch, speeds = Watch(), []
     for i, f in enumerate(fixes[:end]):
         kmh = 0.0 if i == 0 else great_circle_m(fixes[i - 1].lat, fixes[i - 1].lon, f.lat, f.lon) / max(
@@ -216,6 +217,7 @@ def summarise(queries: list[Query], horizons: list[int]) -> dict:
             held = np.array([q.p10_s <= q.actual_s <= q.p90_s for q in at], dtype=float)
             row["new"]["band_holds"] = {"value": round(float(held.mean()), 3),
                                         "ci95": [round(x, 3) for x in _interval(held, np.mean, rng)]}
+            row["new"]["band_width_min"] = round(float(np.median([q.p90_s - q.p10_s for q in at])) / 60, 2)
     return out
 
 
@@ -236,7 +238,8 @@ def report(summary: dict, own_route: bool, history: str, trips: str) -> str:
                                                 ("signed", "mean_signed_min")))
             band = r.get("band_holds")
             lines.append(f"  {label:<13} {r['trips']:4} trips  {cells}" + (
-                f"  p10-p90 holds {band['value']:.0%} [{band['ci95'][0]:.0%}, {band['ci95'][1]:.0%}]" if band else ""))
+                f"  p10-p90 holds {band['value']:.0%} [{band['ci95'][0]:.0%}, {band['ci95'][1]:.0%}], median width "
+                f"{r['band_width_min']:.1f}" if band else ""))
     return "\n".join(lines)
 
 

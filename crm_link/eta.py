@@ -57,11 +57,12 @@ def forecast(cur: psycopg.Cursor, demand: dict[str, Any], fix: dict[str, Any], s
         recent = eta_inputs.recent_fixes(conn, demand["vehicle_id"], at_s, *here)
         trips = eta_inputs.past_trips(conn, *here, *dest) if seen.trips else []
         route = demand["planned_route"] or eta_model.median_route(trips, *here, *dest)
-        ahead = eta_model.Ahead(*pieces_ahead(route, *here, eta_model.PIECE_M))
+        radius = demand.get("d_radius") or 0.0  # arrived on entering it: the route ahead ends there
+        ahead = eta_model.Ahead(*pieces_ahead(route, *here, eta_model.PIECE_M)).until(*dest, radius)
         hours = eta_inputs.hours_ahead(at_s - eta_model.LIVE_WINDOW_S, remaining, t.eta_min_speed_kmh)
         view = eta_inputs.profile(conn, seen, np.unique(np.r_[ahead.cells, cells(recent.lat, recent.lon)]).tolist(),
                                   hours)
-        by |= eta_model.estimates(at_s, ahead, recent, view, eta_model.passages(trips, at_s, recent, dest),
+        by |= eta_model.estimates(at_s, ahead, recent, view, eta_model.passages(trips, at_s, recent, dest, radius),
                                   seen.calibration.fade_m)
     return eta_model.choose(by, seen.calibration)
 

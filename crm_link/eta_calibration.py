@@ -2,10 +2,21 @@
 predicts the time still to go from what it would have known then (the profile without the trip's own
 driving, the other past trips), and is compared with what the trip took. From the errors: how far ahead
 the live ratio counts (the fade that erred least), each method's mean absolute error by bucket of time
-to go (the blend's weights) and the quantiles of ln(actual / predicted) (the p10-p90 band)."""
+to go (the blend's weights) and the band's margins.
+
+The band is split conformal prediction around the spread of the scenarios (conformalized quantile
+regression's way, Romano et al. 2019): for each query, how far (ln) the truth fell below the lowest of
+the method's ETA and the scenarios, and above the highest; the margin of each side is the quantile
+ceil((m + 1) * 0.9) / m of these scores, m the trips they come from and each trip weighing the same
+(the queries of one trip err alike: Dunn, Wasserman and Ramdas 2022, conformal prediction with grouped
+data), so that on trips like the measured ones each side misses at most 10 % of the time. It is the
+number of trips that says how well the quantile is known: below 19 the margin is the largest score
+(below 9, each side then holds with probability m / (m + 1) only). A bucket with fewer than
+MIN_QUERIES queries takes the wider of its own margin and the one of all the method's queries together."""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -14,7 +25,9 @@ import psycopg
 
 from crm_link import eta_inputs
 from crm_link.eta_model import (
+    BUCKETS_S,
     LIVE_WINDOW_S,
+    MIN_QUERIES,
     PIECE_M,
     Ahead,
     Calibration,
@@ -26,13 +39,15 @@ from crm_link.eta_model import (
     bucket,
     passages,
     past_trips_s,
-    profile_s,
+    profile_times,
+    spread,
     usual_stops_s,
 )
 from crm_link.geo import pieces_ahead
 from crm_link.grid import cells, neighbourhood
 
 FADES_M = (0.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0)  # "near the truck"; 0: the live ratio left out
+COVERAGE = 0.9  # of each side of the p10-p90 band
 QUERY_EVERY_S = 300.0
 TRIPS = 300  # the newest past trips measured
 
@@ -40,8 +55,19 @@ TRIPS = 300  # the newest past trips measured
 @dataclass
 class Query:
     actual_s: float
-    profile_s: dict[float, float] = field(default_factory=dict)  # by fade
+    trip: int
+    profile_s: dict[float, float] = field(default_factory=dict)  # by fade (and inf: the persisting scenario)
     past_trips_s: float | None = None
+
+    def by(self, fade: float, calibration: Calibration) -> dict[str, float]:
+        """What a forecast with this fade would have had (eta_model.estimates, choose)."""
+        out = {} if self.past_trips_s is None else {"past_trips": self.past_trips_s}
+        if fade in self.profile_s:
+            out |= {"profile": self.profile_s[fade], "usual": self.profile_s[0.0],
+                    "persisting": self.profile_s[math.inf if fade > 0 else 0.0]}
+            if self.past_trips_s is not None:
+                out["blend"] = blend(out["profile"], self.past_trips_s, calibration)
+        return out
 
 
 def queries(trips: list[PastTrip], profile: ProfileView) -> list[Query]:
@@ -66,45 +92,60 @@ def queries(trips: list[PastTrip], profile: ProfileView) -> list[Query]:
             others = [t for k, t in enumerate(trips) if k != i and near[k] & here and near[k] & ends]
             found = passages(others, at, recent, dest)
             ahead = Ahead(*pieces_ahead(route, float(trip.lat[j]), float(trip.lon[j]), PIECE_M))
-            query = Query(float(trip.to_go[j]), past_trips_s=past_trips_s(found))
-            for fade in FADES_M:
-                predicted = profile_s(at, ahead, recent, view, fade)
-                if predicted is not None:
-                    query.profile_s[fade] = predicted + usual_stops_s(found)
+            query = Query(float(trip.to_go[j]), i, past_trips_s=past_trips_s(found))
+            predicted = profile_times(at, ahead, recent, view, (*FADES_M, math.inf))
+            if predicted is not None:
+                query.profile_s = dict(zip((*FADES_M, math.inf), (predicted + usual_stops_s(found)).tolist(),
+                                           strict=True))
             out.append(query)
     return out
 
 
 def measure(found: list[Query]) -> Calibration:
-    """The calibration these queries give: the best fade, then each method's errors by bucket."""
+    """The calibration these queries give: the best fade, then each method's errors by bucket (the
+    blend's with the weights the others' errors give)."""
     fade = min(FADES_M, key=lambda f: np.mean([abs(q.profile_s[f] - q.actual_s) for q in found
                                               if f in q.profile_s] or [np.inf]))
-    predictions: dict[str, list[tuple[float, float]]] = defaultdict(list)  # method → (predicted, actual)
-    for q in found:
-        if fade in q.profile_s:
-            predictions["profile"].append((q.profile_s[fade], q.actual_s))
-        if q.past_trips_s is not None:
-            predictions["past_trips"].append((q.past_trips_s, q.actual_s))
-    by = _errors(predictions)
-    measured = Calibration(by, fade)
-    for q in found:
-        if fade in q.profile_s and q.past_trips_s is not None:
-            predictions["blend"].append((blend(q.profile_s[fade], q.past_trips_s, measured), q.actual_s))
-    return Calibration(_errors(predictions), fade)
+    measured = Calibration(_errors(found, fade, Calibration(fade_m=fade), ("profile", "past_trips")), fade)
+    return Calibration(_errors(found, fade, measured, ("profile", "past_trips", "blend")), fade)
 
 
-def _errors(predictions: dict[str, list[tuple[float, float]]]) -> dict[tuple[str, int], Measured]:
-    by: dict[tuple[str, int], list[tuple[float, float]]] = defaultdict(list)
-    for method, pairs in predictions.items():
-        for predicted, actual in pairs:
-            by[method, bucket(predicted)].append((max(predicted, 1.0), max(actual, 1.0)))
+def _errors(found: list[Query], fade: float, calibration: Calibration,
+            methods: tuple[str, ...]) -> dict[tuple[str, int], Measured]:
+    rows: dict[str, list[tuple[int, int, float, float, float]]] = defaultdict(list)  # trip, bucket, |error|, scores
+    for q in found:
+        by = q.by(fade, calibration)
+        actual = max(q.actual_s, 1.0)
+        for method in methods:
+            if method in by:
+                low, high = (max(x, 1.0) for x in spread(by, method))
+                rows[method].append((q.trip, bucket(by[method]), abs(by[method] - q.actual_s),
+                                     math.log(low / actual), math.log(actual / high)))
     out = {}
-    for key, pairs in by.items():
-        p, a = np.array(pairs).T
-        ratio = np.log(a / p)
-        out[key] = Measured(len(pairs), float(np.mean(np.abs(a - p))), float(np.quantile(ratio, 0.1)),
-                            float(np.quantile(ratio, 0.9)))
+    for method, measured in rows.items():
+        trip, b, error, below, above = (np.array(x) for x in zip(*measured, strict=True))
+        every = _margin(below, trip), _margin(above, trip)
+        for k in range(len(BUCKETS_S) + 1):  # a bucket none fell in takes the margins of all
+            own = b == k
+            sides = [e if m is None else m if own.sum() >= MIN_QUERIES else max(m, e)
+                     for m, e in zip((_margin(below[own], trip[own]), _margin(above[own], trip[own])), every,
+                                     strict=True)]
+            out[method, k] = Measured(int(own.sum()), float(error[own].mean() if own.any() else error.mean()),
+                                      -sides[0], sides[1])
     return out
+
+
+def _margin(scores: np.ndarray, trips: np.ndarray) -> float | None:
+    """The quantile ceil((m + 1) * COVERAGE) / m (at most 1) of the scores of m trips, each trip
+    weighing the same; None without scores."""
+    _, trip, count = np.unique(trips, return_inverse=True, return_counts=True)
+    m = len(count)
+    if m == 0:
+        return None
+    level = min(math.ceil((m + 1) * COVERAGE) / m, 1.0)
+    order = np.argsort(scores)
+    weight = np.cumsum(1.0 / count[trip[order]]) / m
+    return float(scores[order][min(np.searchsorted(weight, level - 1e-9), len(scores) - 1)])
 
 
 def calibrate(conn: psycopg.Connection) -> int:

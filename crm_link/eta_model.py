@@ -11,7 +11,10 @@ The methods (storage.vocabulary.ETA_METHODS):
 - `past_trips`: the median time the K past trips most like this one took from here to the destination
   (like in hour of the day and in how fast they drove the stretch just behind).
 - `blend`: both, weighted by the inverse square of the error each has made on past trips.
-Each ETA gets a p10-p90 band: the quantiles of its method's measured error, as ratios of time to go.
+Each ETA gets a p10-p90 band that spans what else the time to go could be (SCENARIOS: the usual pace
+from here on, the live ratio all the way where the live ratio counts at all, the nearest past trips),
+widened or narrowed by margins measured on past trips the way conformal prediction does
+(crm_link/eta_calibration.py).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from crm_link.grid import ANY_HOUR, BUCKET_KMH, Floats, cells, hour_of_week, hours_of_week, metres, metres_from
+from crm_link.grid import ANY_HOUR, BUCKET_KMH, Floats, Ints, cells, hour_of_week, hours_of_week, metres, metres_from
 
 PIECE_M = 100.0
 PRIOR_M = 500.0  # history a cell's own pace needs to count as much as the pace around it
@@ -40,8 +43,9 @@ MATCH_M = 200.0  # a past trip passed a place when a point of its path is this c
 K = 5
 K_MIN = 3
 MAX_UNLIKE = 2.0  # a past trip further off (4 h of the day, or 2.25 times the pace) is not like this one
-MIN_QUERIES = 20  # measured queries a band or a weight needs
+MIN_QUERIES = 20  # measured queries a weight needs, and a band of one bucket alone
 DEFAULT_BAND = (math.log(0.8), math.log(1.35))  # ln(actual / predicted time to go), until measured
+SCENARIOS = ("usual", "persisting", "past_trips")  # what the band spans besides the ETA given
 BUCKETS_S = (900.0, 2700.0)  # time to go: under 15 min, 15-45 min, more
 
 
@@ -78,6 +82,13 @@ class ProfileView:
             m, s = self.rows.get(key, (0.0, 0.0))
             pace = (s + PRIOR_M * pace) / (m + PRIOR_M)
         return pace
+
+    def paces(self, cell: Ints, hour: Ints) -> Floats:
+        """pace() of each (cell, hour), array by array (broadcast): each distinct pair worked out once."""
+        cell, hour = np.broadcast_arrays(cell, hour)
+        keys, at = np.unique(cell.ravel(), return_inverse=True)
+        code, back = np.unique(at * 256 + hour.ravel(), return_inverse=True)  # hours < 256: one key
+        return np.array([self.pace(int(keys[k >> 8]), k & 255) for k in code.tolist()])[back].reshape(cell.shape)
 
     def known_m(self, cell: int) -> float:
         return self.rows.get((cell, ANY_HOUR), (0.0, 0.0))[0]
@@ -128,22 +139,35 @@ class PastTrip:
         h = hours_of_week(self.arrived_at - self.to_go[:-1])
         return list(zip(c[keep].tolist(), h[keep].tolist(), d[keep].tolist(), dt[keep].tolist(), strict=True))
 
-    def match(self, lat: float, lon: float, dest_lat: float, dest_lon: float) -> tuple[int, int] | None:
-        """Where it passed this place and then the destination (point indices), if it did."""
-        near = metres_from(self.lat, self.lon, lat, lon)
-        a = int(np.argmin(near))
-        if near[a] > MATCH_M:
-            return None
-        there = np.nonzero(metres_from(self.lat[a:], self.lon[a:], dest_lat, dest_lon) <= MATCH_M)[0]
-        return (a, a + int(there[0])) if len(there) else None
+    def match(self, lat: float, lon: float, dest_lat: float, dest_lon: float,
+              radius_m: float = 0.0) -> tuple[int, int] | None:
+        """Where it passed this place and then arrived at the destination (point indices): entered its
+        circle of `radius_m`, else came nearest it (a path ends where its own trip arrived); None unless
+        it passed within MATCH_M of the place and of the destination's circle."""
+        return _arrival(metres_from(self.lat, self.lon, lat, lon), metres_from(self.lat, self.lon, dest_lat, dest_lon),
+                        radius_m)
 
     def long_stops_s(self, a: int, b: int) -> float:
         gaps = self.to_go[a:b] - self.to_go[a + 1:b + 1]
         return float(gaps[gaps >= DWELL_S].sum())
 
 
+def _arrival(near: Floats, there: Floats, radius_m: float) -> tuple[int, int] | None:
+    """PastTrip.match from its points' distances to the place and to the destination."""
+    a = int(np.argmin(near))
+    if near[a] > MATCH_M:
+        return None
+    inside = np.nonzero(there[a:] <= radius_m)[0]
+    b = a + (int(inside[0]) if len(inside) else int(np.argmin(there[a:])))
+    return (a, b) if there[b] <= radius_m + MATCH_M else None
+
+
 @dataclass(frozen=True)
 class Measured:
+    """A method's errors in one bucket of time to go: how many queries, their mean absolute error, and
+    the band's margins: its p10 is the lowest scenario times exp(q10), its p90 the highest times
+    exp(q90)."""
+
     queries: int
     mae_s: float
     q10: float
@@ -157,10 +181,11 @@ class Calibration:
     by: dict[tuple[str, int], Measured] = field(default_factory=dict)
     fade_m: float = FADE_M
 
-    def band(self, method: str, to_go_s: float) -> tuple[float, float]:
+    def band(self, method: str, to_go_s: float, low_s: float, high_s: float) -> tuple[float, float]:
+        """p10 and p90 of a time to go whose scenarios span low_s to high_s; never leaving it out."""
         m = self.by.get((method, bucket(to_go_s)))
-        q10, q90 = (m.q10, m.q90) if m is not None and m.queries >= MIN_QUERIES else DEFAULT_BAND
-        return to_go_s * math.exp(min(q10, 0.0)), to_go_s * math.exp(max(q90, 0.0))
+        q10, q90 = (m.q10, m.q90) if m is not None else DEFAULT_BAND
+        return min(to_go_s, low_s * math.exp(q10)), max(to_go_s, high_s * math.exp(q90))
 
     def weight(self, method: str, to_go_s: float) -> float:
         m = self.by.get((method, bucket(to_go_s)))
@@ -180,6 +205,13 @@ class Ahead:
     def cells(self) -> np.ndarray:
         return cells(self.lat, self.lon)
 
+    def until(self, lat: float, lon: float, radius_m: float) -> Ahead:
+        """The pieces before the first one inside the destination's circle: there the vehicle has arrived
+        (and a past trip's path ended)."""
+        inside = np.nonzero(metres_from(self.lat, self.lon, lat, lon) <= radius_m)[0]
+        end = int(inside[0]) if len(inside) else len(self.length)
+        return Ahead(self.offset_m, self.lat[:end], self.lon[:end], self.length[:end])
+
 
 @dataclass(frozen=True)
 class Forecast:
@@ -187,7 +219,7 @@ class Forecast:
     p10_s: float
     p90_s: float
     method: str
-    by_method: dict[str, float]  # each method's time to go where it could answer (and `naive`)
+    by_method: dict[str, float]  # each method's time to go where it could answer (and `naive`, SCENARIOS)
 
 
 def live_ratio(recent: Fixes, profile: ProfileView) -> float:
@@ -199,7 +231,7 @@ def live_ratio(recent: Fixes, profile: ProfileView) -> float:
     c = cells((recent.lat[:-1] + recent.lat[1:]) / 2, (recent.lon[:-1] + recent.lon[1:]) / 2)
     h = hours_of_week(recent.t[:-1])
     w = np.where(dt <= MAX_GAP_S, 0.5 ** ((recent.t[-1] - recent.t[1:]) / LIVE_HALF_LIFE_S), 0.0)
-    expected = sum(w[i] * d[i] * profile.pace(int(c[i]), int(h[i])) for i in np.nonzero(w)[0])
+    expected = float((w * d * profile.paces(c, h)).sum())
     took = float((w * dt).sum())
     if took == 0:
         return 1.0
@@ -207,22 +239,31 @@ def live_ratio(recent: Fixes, profile: ProfileView) -> float:
     return float(ratio ** (took / (took + LIVE_PRIOR_S)))  # leaning to 1 while little was seen
 
 
-def profile_s(at: float, ahead: Ahead, recent: Fixes, profile: ProfileView, fade_m: float) -> float | None:
+def profile_times(at: float, ahead: Ahead, recent: Fixes, profile: ProfileView,
+                  fades_m: tuple[float, ...]) -> Floats | None:
     """Piece by piece at the expected pace when the vehicle gets there, scaled near it by the live
-    ratio; None when too little of the route ahead is known."""
+    ratio fading over each of `fades_m` (0: the usual pace from here on; inf: the live ratio all the
+    way); None when too little of the route ahead is known."""
     if not profile.enough or len(ahead.length) == 0:
         return None
     cell = ahead.cells
-    if ahead.length[np.array([profile.known_m(int(c)) >= KNOWN_M for c in cell])].sum() < (
-            MIN_COVERAGE * ahead.length.sum()):
+    keys, at_piece = np.unique(cell, return_inverse=True)
+    known = np.array([profile.known_m(int(c)) >= KNOWN_M for c in keys.tolist()])
+    if ahead.length[known[at_piece]].sum() < MIN_COVERAGE * ahead.length.sum():
         return None
-    ratio = live_ratio(recent, profile) if fade_m > 0 else 1.0
+    fade = np.asarray(fades_m, dtype=np.float64)[:, None]
+    ratio = np.where(fade > 0, live_ratio(recent, profile) if fade.max() > 0 else 1.0, 1.0)
     start = np.r_[0.0, np.cumsum(ahead.length)[:-1]]
-    scale = 1 + (ratio - 1) * np.exp(-start / max(fade_m, 1.0))
-    elapsed = ahead.offset_m * profile.pace(int(cell[0]), hour_of_week(at)) * ratio
-    for c, length, k in zip(cell.tolist(), ahead.length.tolist(), scale.tolist(), strict=True):
-        elapsed += length * profile.pace(c, hour_of_week(at + elapsed)) * k
-    return elapsed
+    scale = 1 + (ratio - 1) * np.exp(-start / np.maximum(fade, 1.0))
+    first = ahead.offset_m * profile.pace(int(cell[0]), hour_of_week(at)) * ratio[:, 0]
+    hours = np.full(scale.shape, hour_of_week(at))
+    while True:  # each piece at the hour the vehicle reaches it: again until no piece changes its hour
+        took = ahead.length * profile.paces(cell, hours) * scale
+        reached = first[:, None] + np.cumsum(took, axis=1) - took
+        now = hours_of_week(at + reached)
+        if np.array_equal(now, hours):
+            return first + took.sum(axis=1)
+        hours = now
 
 
 @dataclass(frozen=True)
@@ -235,20 +276,28 @@ class Passage:
     unlike: float
 
 
-def passages(trips: list[PastTrip], at: float, recent: Fixes, dest: tuple[float, float]) -> list[Passage]:
-    """The past trips that went through the vehicle's place and then its destination."""
+def passages(trips: list[PastTrip], at: float, recent: Fixes, dest: tuple[float, float],
+             radius_m: float = 0.0) -> list[Passage]:
+    """The past trips that went through the vehicle's place and then its destination (its geofence's
+    circle of radius_m)."""
     lat, lon = float(recent.lat[-1]), float(recent.lon[-1])
     moved = float(metres(recent.lat[0], recent.lon[0], lat, lon)) >= MATCH_M
+    if not trips:
+        return []
+    ends = np.cumsum([len(trip.lat) for trip in trips])
+    every_lat, every_lon = np.concatenate([trip.lat for trip in trips]), np.concatenate([trip.lon for trip in trips])
+    near, there, behind = (np.split(metres_from(every_lat, every_lon, *point), ends[:-1]) for point in
+                           ((lat, lon), dest, (recent.lat[0], recent.lon[0])))  # every path at once: one call
     out = []
-    for trip in trips:
-        matched = trip.match(lat, lon, *dest)
+    for i, trip in enumerate(trips):
+        matched = _arrival(near[i], there[i], radius_m)
         if matched is None:
             continue
         a, b = matched
         tod_h = abs(((trip.arrived_at - trip.to_go[a] - at) / 3600 + 12) % 24 - 12)
         unlike = tod_h / 2
         if moved:  # how long it took over the stretch this vehicle drove in its live window
-            back = metres_from(trip.lat[:a + 1], trip.lon[:a + 1], recent.lat[0], recent.lon[0])
+            back = behind[i][:a + 1]
             c = int(np.argmin(back))
             took = trip.to_go[c] - trip.to_go[a] if back[c] <= MATCH_M else None
             unlike += 1.0 if took is None else abs(
@@ -269,11 +318,12 @@ def usual_stops_s(found: list[Passage]) -> float:
 def estimates(at: float, ahead: Ahead, recent: Fixes, profile: ProfileView, found: list[Passage],
               fade_m: float) -> dict[str, float]:
     """The time to go by the methods of history that can answer: `profile` (with the usual long stops
-    of the past trips on the way) and `past_trips`."""
+    of the past trips on the way) and `past_trips`; with the profile, its scenarios `usual` and
+    `persisting` (the live ratio all the way, where it counts at all: fade_m > 0)."""
     by = {}
-    piecewise = profile_s(at, ahead, recent, profile, fade_m)
-    if piecewise is not None:
-        by["profile"] = piecewise + usual_stops_s(found)
+    times = profile_times(at, ahead, recent, profile, (fade_m, 0.0, math.inf if fade_m > 0 else 0.0))
+    if times is not None:
+        by |= dict(zip(("profile", *SCENARIOS[:2]), (times + usual_stops_s(found)).tolist(), strict=True))
     nearest = past_trips_s(found)
     if nearest is not None:
         by["past_trips"] = nearest
@@ -286,13 +336,20 @@ def blend(profile: float, past_trips: float, calibration: Calibration) -> float:
     return (w_p * profile + w_k * past_trips) / (w_p + w_k)
 
 
+def spread(by: dict[str, float], method: str) -> tuple[float, float]:
+    """The lowest and the highest of the time to go by `method` and the SCENARIOS (none for `speed`:
+    it is what is left without history)."""
+    among = [by[method], *(by[k] for k in SCENARIOS if k in by and method != "speed")]
+    return min(among), max(among)
+
+
 def choose(by: dict[str, float], calibration: Calibration) -> Forecast:
     """The time to go given: the blend of profile and past trips where both answered, else the one that
-    did, else `speed`; with the band its method's measured errors give."""
+    did, else `speed`; with the band its spread and its method's measured margins give."""
     if "profile" in by and "past_trips" in by:
         by = {**by, "blend": blend(by["profile"], by["past_trips"], calibration)}
     method = next(m for m in ("blend", "profile", "past_trips", "speed") if m in by)
-    p10, p90 = calibration.band(method, by[method])
+    p10, p90 = calibration.band(method, by[method], *spread(by, method))
     return Forecast(by[method], p10, p90, method, by)
 
 

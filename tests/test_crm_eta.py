@@ -87,6 +87,7 @@ def test_with_the_lanes_history_a_jam_is_flagged_late_half_an_hour_before_the_br
     result = bench_eta.run(db_url, bench_eta.trips()[3], period_s=30, history=8)  # the lane usually at 50 km/h
     assert "blend" in result["methods"] and "speed" not in result["methods"]
     assert result["late_opened_min_before_breach"] >= 30
+    assert result["band_holds"] >= 0.6  # from the jam on, the band spans it lasting to the end (a quarter is before)
 
 
 def test_with_the_lanes_history_the_steady_trip_is_never_late_and_its_band_holds_the_arrival(db_url: str) -> None:
