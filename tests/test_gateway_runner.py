@@ -53,6 +53,8 @@ def test_reads_and_fixes_on_serial_ports_arrive_as_valid_contract_messages(
             os.write(gps_fd, epoch)
         rfid = sub.wait_events("rfid", 3)
         gps = sub.wait_events("gps", 5)
+        # Received is not yet acknowledged: on a busy machine the broker's PUBACKs may still be on their way.
+        wait_for(lambda: Outbox(profile.gateway.outbox).depth() == 0, what="the outbox drained by the broker's acks")
     finally:
         stop.set()
         thread.join(10)
