@@ -54,7 +54,7 @@ from bench.fleet import Fleet, Load, Published, Route
 from bench.ingest import fresh_database
 from bench.mosquitto import ACL, Mosquitto
 from bench.probe import Sender, Stream
-from bench.stack import Stack, backends, cpu_seconds
+from bench.stack import Cpu, Stack
 from crm_link.demands import DemandRecord, upsert_demand
 from crm_link.directory import upsert_customer, upsert_site, upsert_vehicle
 from firmware_configs.broker_credentials import hash_password, set_user
@@ -169,23 +169,6 @@ def percentile(values: list[float], p: float) -> float:
     """Nearest rank: an actual sample (or inf, for a probe that never arrived)."""
     ordered = sorted(values)
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] if ordered else math.nan
-
-
-class Cpu:
-    """CPU seconds of the named processes and of the database's backends, from one `mark` to the next."""
-
-    def __init__(self, pids: dict[str, int], admin: str, database: str) -> None:
-        self.pids, self.admin, self.database = pids, admin, database
-        self.start = self._now()
-
-    def _now(self) -> tuple[dict[str, float], dict[int, float]]:
-        return {name: cpu_seconds(pid) for name, pid in self.pids.items()}, backends(self.admin, self.database)
-
-    def used(self) -> dict[str, float]:
-        (own0, pg0), (own1, pg1) = self.start, self._now()
-        used = {name: own1[name] - own0[name] for name in self.pids}
-        used["postgres"] = sum(seconds - pg0.get(pid, 0.0) for pid, seconds in pg1.items())
-        return used
 
 
 def counts(stack: Stack) -> tuple[int, int]:

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlparse
 
 import httpx
 import psycopg
@@ -41,14 +42,34 @@ def metric(text: str, name: str) -> float:
                if line.startswith(name) and line[len(name)] in "{ ")
 
 
+class Cpu:
+    """CPU seconds the named processes and the database's backends used since this was made. A backend that
+    ended meanwhile is not counted: the services' own connections live as long as they do."""
+
+    def __init__(self, pids: dict[str, int], admin: str, database: str) -> None:
+        self.pids, self.admin, self.database = pids, admin, database
+        self.start = self._now()
+
+    def _now(self) -> tuple[dict[str, float], dict[int, float]]:
+        return {name: cpu_seconds(pid) for name, pid in self.pids.items()}, backends(self.admin, self.database)
+
+    def used(self) -> dict[str, float]:
+        (own0, pg0), (own1, pg1) = self.start, self._now()
+        used = {name: own1[name] - own0[name] for name in self.pids}
+        used["postgres"] = sum(seconds - pg0.get(pid, 0.0) for pid, seconds in pg1.items())
+        return used
+
+
 class Stack:
+    """The services' processes, started at once; `wait_ready` before use, `stop` at the end."""
+
     def __init__(self, database_url: str, mqtt_url: str, correlators: int, logs: Path) -> None:
         self.logs, self.url = logs, database_url
         self.api_port, self.ingest_metrics = free_port(), f"127.0.0.1:{free_port()}"
         self.crm_metrics = [f"127.0.0.1:{free_port()}" for _ in range(correlators)]
         env = {**os.environ, "CARGOTRACE_DATABASE_URL": database_url, "CARGOTRACE_MQTT_URL": mqtt_url,
                # the shipped broker ties client ids to user names; a session of this run only
-               "CARGOTRACE_INGEST_CLIENT_ID": mqtt_url.split("//", 1)[1].split(":", 1)[0],
+               "CARGOTRACE_INGEST_CLIENT_ID": urlparse(mqtt_url).username or "cargotrace-ingest",
                "CARGOTRACE_INGEST_SESSION_EXPIRY_S": "0", "CARGOTRACE_INGEST_METRICS_LISTEN": self.ingest_metrics,
                "CARGOTRACE_API_RATE_LIMIT_PER_MINUTE": "0"}  # the probe opens many streams with one key
         self.procs = {"ingest": self._start("ingest", env, "ingest")}
