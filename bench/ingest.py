@@ -58,8 +58,8 @@ def messages(gateway: str, first_seq: int, n_events: int) -> list[bytes]:
             for start in range(first_seq, first_seq + n_events, EVENTS_PER_MESSAGE)]
 
 
-def fresh_database(admin: str) -> str:
-    name = f"bench_ingest_{uuid.uuid4().hex[:8]}"
+def fresh_database(admin: str, prefix: str = "bench_ingest") -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = admin.rsplit("/", 1)[0] + "/" + name

