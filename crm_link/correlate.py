@@ -60,14 +60,18 @@ _SOURCES = {
 # The oldest transaction still running in this database (as a 64-bit xid), or the next xid when
 # none is: rows below it can no longer be joined by rows committed later. Only this database's
 # writers count, so a long transaction elsewhere on the cluster does not stall the status feed
-# (pg_snapshot_xmin would count every database's). 32-bit backend xids are widened against the
-# snapshot's xmax, which is at most 2^31 ahead of any running xid.
-_HORIZON = """
+# (pg_snapshot_xmin would count every database's); nor do this package's own connections (their names
+# begin with CORRELATOR_APP or HISTORY_APP), which never write the source tables: another correlator's
+# batch or a long fold of the speed history holds up no one. 32-bit backend xids are widened against
+# the snapshot's xmax, which is at most 2^31 ahead of any running xid.
+CORRELATOR_APP, HISTORY_APP = "cargotrace crm", "cargotrace history"  # then the process id
+HORIZON = f"""
     SELECT coalesce(min(s.xmax - ((s.xmax %% 4294967296) - a.backend_xid::text::numeric + 4294967296) %% 4294967296),
                     s.xmax)::text::xid8
     FROM (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::numeric AS xmax) s
     LEFT JOIN pg_stat_activity a
            ON a.datname = current_database() AND a.backend_xid IS NOT NULL AND a.pid <> pg_backend_pid()
+          AND a.application_name NOT LIKE '{CORRELATOR_APP} %%' AND a.application_name NOT LIKE '{HISTORY_APP} %%'
     GROUP BY s.xmax"""
 
 
@@ -98,7 +102,7 @@ def _read(cur: psycopg.Cursor, kind: str, partitions: list[int]) -> tuple[list[E
     at = {r["consumer"]: _xid(r["txid"], r["id"]) for r in cur.fetchall()}
     start = min(at.values())
     cur.execute(f"SELECT txid::text AS txid, cargotrace_partition({PARTITION_KEY[table]}) AS part, {cols} "
-                f"FROM {table} WHERE (txid, id) > (%s::xid8, %s) AND txid < (" + _HORIZON + ") "
+                f"FROM {table} WHERE (txid, id) > (%s::xid8, %s) AND txid < (" + HORIZON + ") "
                 f"AND cargotrace_partition({PARTITION_KEY[table]}) = ANY(%s) ORDER BY txid, id LIMIT %s",
                 (str(start[0]), start[1], partitions, BATCH))
     rows = cur.fetchall()

@@ -26,7 +26,7 @@ import numpy as np
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from crm_link.correlate import _HORIZON
+from crm_link.correlate import HORIZON
 from crm_link.grid import ANY_HOUR, BUCKET_KMH, BUCKETS, Floats, Ints, cells, hours_of_week, metres
 from storage.vocabulary import PROFILE_CURSOR
 
@@ -178,7 +178,7 @@ def fold_pending(conn: psycopg.Connection) -> int:
         cur.execute("INSERT INTO consumer_cursors (consumer) VALUES (%s) ON CONFLICT DO NOTHING", (PROFILE_CURSOR,))
         txid, last_id = cur.execute("SELECT txid::text, id FROM consumer_cursors WHERE consumer = %s FOR UPDATE",
                                     (PROFILE_CURSOR,)).fetchone()
-        bounds = {"txid": txid, "id": last_id, "horizon": cur.execute(f"SELECT ({_HORIZON})::text", ()).fetchone()[0]}
+        bounds = {"txid": txid, "id": last_id, "horizon": cur.execute(f"SELECT ({HORIZON})::text", ()).fetchone()[0]}
         small = cur.execute(f"SELECT count(*) < {SMALL} FROM (SELECT FROM positions WHERE {_PENDING} "
                             f"ORDER BY txid, id LIMIT {SMALL}) AS p", bounds).fetchone()[0]  # by the index
         partitioned = cur.execute("SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhparent = 'positions'::regclass)"
