@@ -6,7 +6,8 @@ dump's objects must exist. Transaction ids are the cluster's own: the `txid` col
 correlator reads rows in commit order, comes back with the old cluster's ids, which a new cluster's
 are far behind — new rows would sort before the correlator's cursor and never be read. So each
 cursor of the correlator's partitions is re-derived: rows it had consumed get txid 1, the rest txid 2,
-the cursor sits after the consumed ones, and every new transaction's id is larger.
+the cursor sits after the consumed ones, and every new transaction's id is larger; the speed history's
+cursor over `positions` is set where the correlator's stand.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 
-from storage.vocabulary import PARTITION_KEY, PARTITIONS, correlator_cursor
+from storage.vocabulary import PARTITION_KEY, PARTITIONS, PROFILE_CURSOR, correlator_cursor
 
 CONSUMED, PENDING = "1", "2"
 
@@ -67,6 +68,11 @@ def restore(database_url: str, dump: Path) -> None:
             conn.execute("SELECT timescaledb_post_restore()")
         for table in PARTITION_KEY:
             rederive_cursors(conn, table)
+        # The speed history's fold resumes where the correlator stood: the two are at most a fold
+        # (a minute) apart, the fixes between are left out of the profile or counted twice there.
+        conn.execute("UPDATE consumer_cursors SET txid = %s::xid8, "
+                     "id = (SELECT coalesce(max(id), 0) FROM positions WHERE txid = %s::xid8) WHERE consumer = %s",
+                     (CONSUMED, CONSUMED, PROFILE_CURSOR))
         conn.commit()
 
 

@@ -8,16 +8,17 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from crm_link import speed_profile
 from crm_link.correlate import process_pending
 from crm_link.demands import upsert_demand
 from tests.conftest import ADMIN_PG_URL
-from tests.test_crm_status import ITEMS, T0, demand, observe, world
+from tests.test_crm_status import ITEMS, T0, WAREHOUSE, demand, observe, world
 from tracking_api.keys import authenticate, create_key
 
 
@@ -79,16 +80,28 @@ def fresh_cluster(tmp_path: Path) -> Iterator[str]:
         server.cleanup()
 
 
+def drive(conn: psycopg.Connection, at: datetime) -> None:
+    """Two fixes of the truck in the warehouse's yard, 10 s apart."""
+    lat, lon = WAREHOUSE
+    conn.execute("INSERT INTO positions (gateway_id, seq, ts, vehicle_id, lat, lon, speed_kmh) "
+                 "VALUES ('trk', %s, %s, 'TRK-042', %s, %s, 20), ('trk', %s, %s, 'TRK-042', %s, %s, 20)",
+                 (int(at.timestamp()), at, lat, lon, int(at.timestamp()) + 1, at + timedelta(seconds=10),
+                  lat + 0.0005, lon))
+    conn.commit()
+
+
 def test_a_dump_restores_into_a_fresh_cluster_and_the_system_goes_on(db_url: str, tmp_path: Path,
                                                                      fresh_cluster: str) -> None:
-    """`cargotrace db restore`: the API's role is there, the correlator's cursor lets new reads through
+    """`cargotrace db restore`: the API's role is there, the correlator's cursors let new reads through
     (the dump's transaction ids are far ahead of a new cluster's), nothing already correlated is
-    correlated again."""
+    correlated again, and the speed history goes on folding the new fixes."""
     with world(db_url) as conn:
         upsert_demand(conn, "acme", "SO-5002", demand())
         conn.commit()
         observe(conn, ITEMS[0], "wh-sh1/door-03", "out", T0)
+        drive(conn, T0)
         process_pending(conn)
+        assert speed_profile.fold_pending(conn) == 2
         key = create_key(conn, "customer", "acme")
         conn.execute("SELECT txid_current()")  # the source's ids move on
         conn.commit()
@@ -109,3 +122,6 @@ def test_a_dump_restores_into_a_fresh_cluster_and_the_system_goes_on(db_url: str
         assert process_pending(conn) == 1
         assert conn.execute("SELECT status FROM demands").fetchone() == ("loaded",)
         assert conn.execute("SELECT count(*) FROM shipment_events").fetchone() == (2,)  # loading once, loaded once
+        drive(conn, T0 + timedelta(minutes=1))
+        process_pending(conn)
+        assert speed_profile.fold_pending(conn) == 2  # the new fixes, not the old ones again
