@@ -12,7 +12,8 @@ in a few statements, the events are applied in memory in time order (a vehicle's
 order), and the changes are written in a few statements.
 
 Order between a cargo's reads and its vehicle's fixes holds within a process; with partitions in
-several processes, a read applied after its vehicle's departure is handled as any read committed late.
+several processes, a read dated before its vehicle's departure but applied after it is handled as a
+read that committed late: the item counts as loaded, and `missing_cargo` closes once none is missing.
 """
 
 from __future__ import annotations
@@ -186,6 +187,13 @@ def _observation(led: Ledger, o: dict[str, Any], misloads: Misloads) -> None:
             led.advance(demand, "loading", "observation", o, o["read_point"])
             if led.all_items(demand["id"], "loaded_at"):
                 led.advance(demand, "loaded", "observation", o, o["read_point"])
+        elif (site == demand["origin_site_id"] and going_out and demand["departed_at"] is not None
+              and o["ts"] <= demand["departed_at"]):
+            # Read out before the truck left, applied after it (committed late, or by another process
+            # than the truck's fixes): the item was loaded, and if all were, none was missing.
+            led.mark_item(item, "loaded_at", o["ts"])
+            if led.all_items(demand["id"], "loaded_at"):
+                led.resolve(demand["id"], demand["departed_at"], {"missing_cargo": "read out before departure"})
         elif site == demand["destination_site_id"] and coming_in and rank >= RANK["in_transit"]:
             led.mark_item(item, "delivered_at", o["ts"])
             if led.all_items(demand["id"], "delivered_at"):

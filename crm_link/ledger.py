@@ -34,6 +34,7 @@ WITH wanted AS (
     UNION SELECT demand_id FROM demand_items WHERE epc_uri = ANY(%(epcs)s::text[]))
 SELECT d.id, d.status, d.status_at, d.vehicle_id, d.origin_site_id, d.destination_site_id, d.planned_route,
        d.delivery_to, d.eta, d.eta_computed_at, d.eta_p10, d.eta_p90, d.eta_method, c.exception_thresholds,
+       (SELECT ts FROM shipment_events WHERE demand_id = d.id AND status = 'in_transit') AS departed_at,
        o.lat AS o_lat, o.lon AS o_lon, coalesce(nullif(o.radius_m, 0), %(radius)s) AS o_radius,
        o.geofence_polygon AS o_polygon,
        coalesce(d.destination_lat, s.lat) AS d_lat, coalesce(d.destination_lon, s.lon) AS d_lon,
@@ -133,6 +134,8 @@ class Ledger:
         source = {kind: {"gateway_id": event["gateway_id"], "seq": event["seq"], "id": event["id"]}}
         self._events.append((demand["id"], status, event["ts"], BIZ_STEP[status], place, lat, lon, json.dumps(source)))
         demand["status"], demand["status_at"] = status, event["ts"]
+        if status == "in_transit":
+            demand["departed_at"] = event["ts"]
         self._moved.add(demand["id"])
         self.touched.add(demand["id"])
         return True

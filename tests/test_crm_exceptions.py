@@ -41,6 +41,28 @@ def test_truck_leaves_with_one_pallet_missing_opens_missing_cargo_once(conn: psy
     assert len(opened(conn, "missing_cargo")) == 1
 
 
+def test_a_pallet_read_before_departure_but_applied_after_it_closes_missing_cargo(conn: psycopg.Connection) -> None:
+    """Its read committed late (a gateway's outbox after an outage), or applied by another correlator
+    than the truck's fixes: the pallet left with the truck after all. A read after departure does not."""
+    third = "urn:epc:id:sgtin:0614141.812345.3"
+    demand_id, _ = upsert_demand(conn, "acme", "SO-2006", demand(items=[{"epc_uri": u} for u in [*ITEMS, third]]))
+    observe(conn, ITEMS[0], DOOR, "out", T0)
+    fix(conn, 31.26, 121.50, T0 + timedelta(minutes=5))
+    process_pending(conn)
+    assert opened(conn, "missing_cargo")[0][2] == {"missing": sorted([third, ITEMS[1]])}
+    observe(conn, ITEMS[1], DOOR, "out", T0 + timedelta(minutes=1))  # before the departure
+    observe(conn, third, DOOR, "out", T0 + timedelta(minutes=9))  # after it: still on the dock
+    process_pending(conn)
+    loaded = dict(conn.execute("SELECT epc_uri, loaded_at FROM demand_items WHERE demand_id = %s", (demand_id,)))
+    assert loaded == {ITEMS[0]: T0, ITEMS[1]: T0 + timedelta(minutes=1), third: None}
+    assert conn.execute("SELECT state FROM exceptions WHERE type = 'missing_cargo'").fetchall() == [("open",)]
+    observe(conn, third, DOOR, "out", T0 + timedelta(minutes=4))  # its read before departure, at last
+    process_pending(conn)
+    assert conn.execute("SELECT state, resolved_at, note FROM exceptions WHERE type = 'missing_cargo'").fetchall() == [
+        ("resolved", T0 + timedelta(minutes=5), "read out before departure")]
+    assert status(conn, demand_id) == "in_transit"  # never back
+
+
 def test_a_full_load_opens_no_missing_cargo(conn: psycopg.Connection) -> None:
     upsert_demand(conn, "acme", "SO-2002", demand())
     for uri in ITEMS:
