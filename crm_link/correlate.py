@@ -82,11 +82,32 @@ def cursors(table: str) -> list[str]:
 
 
 def unapplied(conn: psycopg.Connection, table: str) -> int:
-    """How many stored rows of a source table no partition's cursor has passed yet (a full count)."""
-    return conn.execute(
-        f"SELECT count(*) FROM {table} t LEFT JOIN consumer_cursors k "
-        f"ON k.consumer = (%s::text[])[cargotrace_partition({PARTITION_KEY[table]}) + 1] "
-        "WHERE k.consumer IS NULL OR (t.txid, t.id) > (k.txid, k.id)", (cursors(table),)).fetchone()[0]
+    """How many stored rows of a source table their partition's cursor has not passed yet."""
+    return conn.execute("SELECT count(*) " + _UNAPPLIED.format(table=table, key=PARTITION_KEY[table]),
+                        _behind(conn, table)).fetchone()[0]
+
+
+def oldest_unapplied_s(conn: psycopg.Connection, table: str) -> float | None:
+    """How long ago the oldest row of a source table not yet applied was received; None when none is."""
+    row = conn.execute("SELECT extract(epoch FROM now() - t.received_at)::float8 "
+                       + _UNAPPLIED.format(table=table, key=PARTITION_KEY[table]) + " ORDER BY t.txid, t.id LIMIT 1",
+                       _behind(conn, table)).fetchone()
+    return row[0] if row else None
+
+
+# The rows `t` of a source table that their partition's cursor has not passed, read by the (txid, id)
+# index from the cursor furthest behind (the partitions move together but for the moments after a
+# takeover); a partition without a cursor has applied nothing.
+_UNAPPLIED = """FROM {table} t LEFT JOIN consumer_cursors k
+    ON k.consumer = (%(cursors)s::text[])[cargotrace_partition({key}) + 1]
+    WHERE (t.txid, t.id) > (%(txid)s::xid8, %(id)s) AND (k.consumer IS NULL OR (t.txid, t.id) > (k.txid, k.id))"""
+
+
+def _behind(conn: psycopg.Connection, table: str) -> dict[str, Any]:
+    names = cursors(table)
+    at = conn.execute("SELECT txid::text, id FROM consumer_cursors WHERE consumer = ANY(%s)", (names,)).fetchall()
+    txid, row_id = min(_xid(*c) for c in at) if len(at) == len(names) else (0, 0)
+    return {"cursors": names, "txid": str(txid), "id": row_id}
 
 
 def _xid(txid: str, row_id: int) -> tuple[int, int]:
